@@ -1,0 +1,69 @@
+"""Reading ``.kdsl`` files and directories from disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kdsl.dsl import ast
+from kdsl.dsl.checker import RuleSet, check
+from kdsl.dsl.errors import Diagnostic, KdslError
+from kdsl.dsl.parser import parse
+
+
+def rule_files(paths) -> list[Path]:
+    """The ``.kdsl`` files named by ``paths`` (files, or directories searched recursively), in
+    load order: the order given, and sorted path order within a directory."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.rglob("*.kdsl"))
+            if not found:
+                raise _file_error(path, "no .kdsl files in this directory")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise _file_error(path, "no such file or directory")
+    return files
+
+
+def parse_file(path) -> ast.Program:
+    """Read and parse one file; unreadable or non-UTF-8 input is a located ``KdslError``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise _file_error(path, f"cannot read: {error.strerror or error}") from None
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = data[: error.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
+        span = ast.Span(str(path), line, column, line, column + 1)
+        raise KdslError([Diagnostic("not valid UTF-8; kdsl files are UTF-8", span)]) from None
+    return parse(source.removeprefix("\ufeff"), str(path))
+
+
+def load_rules(paths) -> RuleSet:
+    """Parse and check every rule file under ``paths`` (a file, a directory, or a list of them).
+
+    >>> rules = load_rules("rules/")          # doctest: +SKIP
+    >>> [r.name for r in rules.rules][:2]     # doctest: +SKIP
+    ['leak_feedback', 'tracking_page']
+    """
+    programs, diagnostics = [], []
+    for file in rule_files(paths):
+        try:
+            programs.append(parse_file(file))
+        except KdslError as error:
+            diagnostics.extend(error.diagnostics)
+    if diagnostics:
+        raise KdslError(diagnostics)
+    return check(programs)
+
+
+def _file_error(path: Path, message: str) -> KdslError:
+    return KdslError([Diagnostic(message, ast.Span(str(path), 0, 0, 0, 0))])
