@@ -43,6 +43,12 @@ class RuleSet:
     def rule(self, name: str) -> ast.Rule:
         return next(r for r in self.rules if r.name == name)
 
+    def ranked(self, target: str) -> list[ast.Rule]:
+        """The rules of ``target`` in the order they are tried: highest priority first, ties in
+        load order (files in path order, then position in the file)."""
+        rules = [r for r in self.rules if r.target == target]
+        return sorted(rules, key=lambda r: -r.priority)  # stable: keeps load order on ties
+
 
 def check(programs: list[ast.Program]) -> RuleSet:
     """Validate programs loaded together (in load order) and resolve ``let`` names.

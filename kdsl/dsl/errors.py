@@ -31,13 +31,14 @@ def _excerpt(source: str, span: Span) -> str:
     end = span.end_column if span.end_line == span.line and span.end_column > span.column else span.column + 1
     end = min(max(end, span.column + 1), len(text) + 2)
     # Wide (CJK) characters take two terminal cells; pad the caret line to match.
-    pad = "".join("\t" if ch == "\t" else " " * _cells(ch) for ch in text[: span.column - 1])
-    carets = "^" * max(1, sum(_cells(ch) for ch in text[span.column - 1 : end - 1]))
+    pad = "".join("\t" if ch == "\t" else " " * cell_width(ch) for ch in text[: span.column - 1])
+    carets = "^" * max(1, sum(cell_width(ch) for ch in text[span.column - 1 : end - 1]))
     gutter = f"{span.line:>5} | "
     return f"\n{gutter}{text}\n{' ' * (len(gutter) - 2)}| {pad}{carets}"
 
 
-def _cells(ch: str) -> int:
+def cell_width(ch: str) -> int:
+    """Terminal cells a character takes: 2 for wide (CJK) characters."""
     return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
 
 

@@ -58,6 +58,8 @@ def load_rules(paths) -> RuleSet:
     for file in rule_files(paths):
         try:
             programs.append(parse_file(file))
+        except UnreadableInput:
+            raise
         except KdslError as error:
             diagnostics.extend(error.diagnostics)
     if diagnostics:
@@ -65,5 +67,9 @@ def load_rules(paths) -> RuleSet:
     return check(programs)
 
 
+class UnreadableInput(KdslError):
+    """A path that is missing, unreadable or holds no rule files (as opposed to bad rules)."""
+
+
 def _file_error(path: Path, message: str) -> KdslError:
-    return KdslError([Diagnostic(message, ast.Span(str(path), 0, 0, 0, 0))])
+    return UnreadableInput([Diagnostic(message, ast.Span(str(path), 0, 0, 0, 0))])

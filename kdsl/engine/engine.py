@@ -1,0 +1,337 @@
+"""``Engine``: compiled rules that score Arrow tables and single records.
+
+    >>> import kdsl.engine
+    >>> engine = kdsl.engine.loads('rule r: intent = "气泡" when user has "气泡"')
+    >>> engine.predict({"user": "洗完有很多气泡"})["intent_rule"]
+    'r'
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kdsl.dsl import ast
+from kdsl.dsl.checker import RuleSet
+from kdsl.dsl.text import normalize_text
+from kdsl.engine import reference
+from kdsl.engine.compiler import Plan, compile_rules
+from kdsl.engine.kernel import evaluate_rows
+from kdsl.engine.normalize import normalize_array
+
+SOURCES = ("rule", "model")
+_NO_ROWS = np.zeros((0, 0), dtype=np.uint8)
+
+
+class InputError(ValueError):
+    """The input table does not fit the rules (a missing column, a column of the wrong type)."""
+
+
+class Engine:
+    """Rules compiled for execution. Build one with ``kdsl.engine.load`` or ``loads``."""
+
+    def __init__(self, rules: RuleSet):
+        self.ruleset = rules
+        self.plan: Plan = compile_rules(rules)
+        self._string_codes = [{lit: j for j, lit in enumerate(lits)} for lits in self.plan.string_literals]
+        self._target_index = {t: j for j, t in enumerate(self.plan.targets)}
+
+    # ---------------------------------------------------------------------------- introspection
+    @property
+    def rules(self) -> tuple[ast.Rule, ...]:
+        """Every rule, in load order."""
+        return self.ruleset.rules
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.plan.targets)
+
+    @property
+    def fields(self) -> list[str]:
+        """The input columns the engine reads (``task`` and ``model_label`` when present)."""
+        return self.plan.columns + [c for c in ("task", "model_label") if c not in self.plan.columns]
+
+    @property
+    def output_columns(self) -> list[str]:
+        return [f"{t}{suffix}" for t in self.plan.targets for suffix in ("", "_rule", "_source")]
+
+    # ---------------------------------------------------------------------------------- scoring
+    def score(self, table: pa.Table | pa.RecordBatch, threads: int = 1) -> pa.Table | pa.RecordBatch:
+        """Append the output columns (``T``, ``T_rule``, ``T_source`` per target) to ``table``."""
+        if isinstance(table, pa.RecordBatch):
+            return self._score_batch(table, threads)
+        self._check_schema(table.schema)
+        batches = [self._score_batch(b, threads) for b in table.to_batches()]
+        schema = self.output_schema(table.schema)
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        for name in self.output_columns:
+            if name in schema.names:
+                raise InputError(f"the input already has a column '{name}', which the engine writes")
+        return pa.schema(list(schema) + [pa.field(n, pa.string()) for n in self.output_columns])
+
+    def _check_schema(self, schema: pa.Schema) -> None:
+        kinds = self.ruleset.fields
+        missing = [c for c in self.plan.columns if c and c not in schema.names]
+        if missing:
+            raise InputError(f"the input has no column {', '.join(map(repr, missing))}, which the rules "
+                             f"use; columns present: {', '.join(schema.names)}")
+        for name in self.plan.columns:
+            if not name:
+                continue
+            kind = kinds.get(name) or kinds.get(name.replace("_", ".", 1))
+            column_type = schema.field(name).type
+            wants_number = kind == "number"
+            ok = (pa.types.is_integer(column_type) or pa.types.is_floating(column_type)) if wants_number \
+                else (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)
+                      or pa.types.is_null(column_type))
+            if not ok and not pa.types.is_null(column_type):
+                raise InputError(f"column '{name}' has type {column_type}; the rules use it as a "
+                                 f"{'number' if wants_number else 'string'}")
+
+    def _score_batch(self, batch: pa.RecordBatch, threads: int = 1) -> pa.RecordBatch:
+        self._check_schema(batch.schema)
+        schema = self.output_schema(batch.schema)
+        n = batch.num_rows
+        winners, _ = self._evaluate(batch, threads)
+        outputs = self._output_columns(winners, batch)
+        return pa.RecordBatch.from_arrays(list(batch.columns) + outputs, schema=schema)
+
+    def matches(self, table: pa.Table | pa.RecordBatch) -> np.ndarray:
+        """A boolean matrix: [row, i] is True when ``self.plan.rules[i]`` holds for the row
+        (every rule, not only the deciding one; rows outside a rule's task are False)."""
+        if isinstance(table, pa.Table):
+            self._check_schema(table.schema)
+            parts = [self._evaluate(b, collect=True)[1] for b in table.to_batches()]
+            return np.concatenate(parts) if parts else np.zeros((0, len(self.plan.rules)), bool)
+        self._check_schema(table.schema)
+        return self._evaluate(table, collect=True)[1]
+
+    def _evaluate(self, batch: pa.RecordBatch, threads: int = 1, collect: bool = False):
+        """Run the kernel over one batch: (winners[row, target], fired[row, rule] or None)."""
+        plan, arrays = self.plan, self.plan.arrays
+        n, names = batch.num_rows, batch.schema.names
+        column = batch.column
+        offsets, data, lengths = [], [], {}
+        for name in plan.text_fields:
+            normalized, counts = (normalize_array(column(name), with_lengths=True) if name
+                                  else (pa.array([""] * n, pa.large_string()), np.zeros(n, np.int64)))
+            offsets.append(np.frombuffer(normalized.buffers()[1], dtype=np.int64)[normalized.offset:])
+            data.append(_data_buffer(normalized))
+            lengths[name] = counts
+        numbers = np.empty((len(plan.number_columns), n), dtype=np.float64)
+        for slot, (name, source) in enumerate(plan.number_columns):
+            if source == "len":
+                numbers[slot] = lengths[name] if name in lengths else _lengths(column(name))
+            else:
+                numbers[slot] = _as_float(column(name))
+        strings = np.empty((len(plan.string_columns), n), dtype=np.int64)
+        for slot, name in enumerate(plan.string_columns):
+            strings[slot] = _codes(column(name), plan.string_literals[slot])
+        row_target = self._row_targets(column("task") if "task" in names else None, n)
+
+        winners = np.full((n, max(len(plan.targets), 1)), -1, dtype=np.int32)
+        pending = np.zeros(n, dtype=np.uint8)
+        fired = np.zeros((n, len(plan.rules)) if collect else (0, 0), dtype=np.uint8)
+        tables = tuple(m.tables for m in plan.matchers)
+        base_args = (tables, tuple(offsets), tuple(data), arrays["atom_base"], arrays["trigger_ptr"],
+                     arrays["trigger_rules"], arrays["always_rules"], arrays["rule_target"],
+                     arrays["code_ptr"], arrays["code_op"], arrays["code_arg"], arrays["pred_kind"],
+                     arrays["pred_a"], arrays["pred_b"], arrays["pred_value"], arrays["guard_ptr"],
+                     arrays["guard_atoms"], arrays["max_stack"], numbers, strings, row_target)
+
+        def run(rows, resolved, pending_out):
+            evaluate_rows(rows, *base_args, resolved, len(plan.targets), winners, pending_out, fired)
+
+        all_rows = np.arange(n, dtype=np.int64)
+        if threads > 1 and n > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda rows: run(rows, _NO_ROWS, pending), np.array_split(all_rows, threads)))
+        else:
+            run(all_rows, _NO_ROWS, pending)
+
+        rows = np.flatnonzero(pending)
+        if rows.size:
+            resolved = self._resolve(pc.take(batch, pa.array(rows)).to_pylist())
+            run(rows.astype(np.int64), resolved, np.zeros(n, dtype=np.uint8))
+        return winners, (fired.astype(bool) if collect else None)
+
+    def _resolve(self, rows: list[dict]) -> np.ndarray:
+        """Evaluate every deferred predicate (regex, fuzzy, ...) on the given rows in Python."""
+        resolved = np.zeros((len(rows), max(len(self.plan.deferred), 1)), dtype=np.uint8)
+        for k, row in enumerate(rows):
+            record = reference.Record(row)
+            for d, predicate in enumerate(self.plan.deferred):
+                resolved[k, d] = reference.predicate_holds(predicate, record)
+        return resolved
+
+    def _row_targets(self, task, n) -> np.ndarray:
+        if task is None:
+            return np.full(n, -1, dtype=np.int64)
+        return _codes(task, self.plan.targets, missing=-2, null=-2)
+
+    def _output_columns(self, winners: np.ndarray, batch: pa.RecordBatch) -> list[pa.Array]:
+        plan = self.plan
+        names = pa.array([r.name for r in plan.rules], pa.string())
+        labels = pa.array([r.label for r in plan.rules], pa.string())
+        model = batch.column("model_label") if "model_label" in batch.schema.names else None
+        if model is not None and not pa.types.is_string(model.type):
+            model = model.cast(pa.string())
+        task = batch.column("task") if "task" in batch.schema.names else None
+        columns = []
+        for t, target in enumerate(plan.targets):
+            won = winners[:, t]
+            index = pa.array(won, mask=won < 0)
+            rule_names = pc.take(names, index)
+            rule_labels = pc.take(labels, index)
+            feed = model
+            if feed is not None and task is not None:
+                feed = pc.if_else(pc.equal(task, target), feed, pa.nulls(len(feed), pa.string()))
+            final = rule_labels if feed is None else pc.coalesce(rule_labels, feed)
+            source = pc.if_else(pc.is_valid(rule_names), "rule",
+                                pc.if_else(pc.is_valid(final), "model", pa.scalar(None, pa.string())))
+            columns += [final, rule_names, source.cast(pa.string())]
+        return columns
+
+    # ------------------------------------------------------------------------------- one record
+    def predict(self, record: dict) -> dict:
+        """Outputs for one record (a dict of column -> value; a missing key is null).
+
+        >>> engine.predict({"user": "漏水了", "model_label": "是否好用"})   # doctest: +SKIP
+        {'intent': '反馈密封性不好', 'intent_rule': 'leak', 'intent_source': 'rule'}
+        """
+        plan = self.plan
+        offsets, data, lengths = [], [], {}
+        for name in plan.text_fields:
+            value = record.get(name)
+            encoded = normalize_text(value if isinstance(value, str) else None).encode()
+            offsets.append(_readonly(np.array([0, len(encoded)], dtype=np.int64)))
+            data.append(np.frombuffer(encoded, dtype=np.uint8))
+            lengths[name] = len(encoded.decode()) if encoded else 0
+        numbers = np.empty((len(plan.number_columns), 1), dtype=np.float64)
+        for slot, (name, source) in enumerate(plan.number_columns):
+            value = record.get(name)
+            if source == "len":
+                value = lengths[name] if name in lengths else len(normalize_text(value))
+            numbers[slot, 0] = math.nan if value is None else float(value)
+        strings = np.empty((len(plan.string_columns), 1), dtype=np.int64)
+        for slot, name in enumerate(plan.string_columns):
+            value = record.get(name)
+            strings[slot, 0] = -1 if value is None else self._string_codes[slot].get(value, len(plan.string_literals[slot]))
+        has_task = "task" in record
+        row_target = np.array([self._target_index.get(record["task"], -2) if has_task else -1], dtype=np.int64)
+        winners = np.full((1, max(len(plan.targets), 1)), -1, dtype=np.int32)
+        pending = np.zeros(1, dtype=np.uint8)
+        arrays = plan.arrays
+        args = [np.zeros(1, dtype=np.int64), tuple(m.tables for m in plan.matchers), tuple(offsets),
+                tuple(data), arrays["atom_base"], arrays["trigger_ptr"], arrays["trigger_rules"],
+                arrays["always_rules"], arrays["rule_target"], arrays["code_ptr"], arrays["code_op"],
+                arrays["code_arg"], arrays["pred_kind"], arrays["pred_a"], arrays["pred_b"],
+                arrays["pred_value"], arrays["guard_ptr"], arrays["guard_atoms"], arrays["max_stack"],
+                numbers, strings, row_target, _NO_ROWS, len(plan.targets), winners, pending, _NO_ROWS]
+        evaluate_rows(*args)
+        if pending[0]:
+            args[22] = self._resolve([record])
+            evaluate_rows(*args)
+        model_label = record.get("model_label")
+        result = {}
+        for t, target in enumerate(plan.targets):
+            rule = plan.rules[winners[0, t]] if winners[0, t] >= 0 else None
+            feed = model_label if (not has_task or record["task"] == target) else None
+            if rule is not None:
+                result.update({target: rule.label, f"{target}_rule": rule.name, f"{target}_source": "rule"})
+            else:
+                result.update({target: feed, f"{target}_rule": None,
+                               f"{target}_source": "model" if feed is not None else None})
+        return result
+
+    def explain(self, record: dict) -> list[dict]:
+        """Every rule that matches ``record``: the deciding rule of each target first, then the
+        rest in the order they are tried, each with the literals that matched and their
+        character offsets in the normalised text."""
+        decided = reference.winners(self.ruleset, record)
+        has_task = "task" in record
+        norm = reference.Record(record)
+        found = []
+        for rank, rule in enumerate(self.plan.rules):
+            if has_task and record["task"] != rule.target:
+                continue
+            if not reference.holds(rule.condition, norm):
+                continue
+            found.append({
+                "rule": rule.name, "target": rule.target, "label": rule.label,
+                "priority": rule.priority, "winner": decided.get(rule.target) is rule,
+                "location": str(rule.name_span), "matches": _matched_literals(rule.condition, norm),
+            })
+        return sorted(found, key=lambda m: not m["winner"])
+
+
+def _matched_literals(condition: ast.Condition, record: reference.Record) -> list[dict]:
+    """Literals of the positive (not negated) text predicates that occur, with offsets."""
+    matches = []
+
+    def visit(node, negated):
+        if isinstance(node, ast.Not):
+            visit(node.operand, not negated)
+        elif isinstance(node, (ast.And, ast.Or)):
+            for operand in node.operands:
+                visit(operand, negated)
+        elif not negated and isinstance(node, (ast.Has, ast.Near, ast.Measure, ast.Matches)):
+            text = record.text(node.field)
+            if isinstance(node, ast.Matches):
+                m = reference.compile_regex(node.pattern).search(text)
+                spans = [(m.group(0), m.start(), m.end())] if m else []
+            else:
+                literals = {ast.Has: lambda n: n.literals, ast.Near: lambda n: (n.first, n.second),
+                            ast.Measure: lambda n: (n.literal,) if n.literal else ()}[type(node)](node)
+                spans = []
+                for literal in literals:
+                    literal = normalize_text(literal)
+                    spans += [(literal, s, s + len(literal)) for s in reference.occurrences(text, literal)]
+            for literal, start, end in spans:
+                entry = {"field": node.field.name, "literal": literal, "start": start, "end": end}
+                if entry not in matches:
+                    matches.append(entry)
+
+    visit(condition, False)
+    return matches
+
+
+def _data_buffer(array: pa.Array) -> np.ndarray:
+    buffer = array.buffers()[2]
+    return np.frombuffer(buffer if buffer is not None else b"", dtype=np.uint8)
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    # Text buffers come from Arrow read-only; keeping every call's arrays read-only gives the
+    # kernel one signature, hence one compilation.
+    array.flags.writeable = False
+    return array
+
+
+def _as_float(column: pa.Array) -> np.ndarray:
+    if pa.types.is_null(column.type):
+        return np.full(len(column), np.nan)
+    return column.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
+
+
+def _lengths(column: pa.Array) -> np.ndarray:
+    return np.array([len(normalize_text(v)) for v in column.to_pylist()], dtype=np.float64)
+
+
+def _codes(column: pa.Array, literals, missing=None, null=-1) -> np.ndarray:
+    """Index of each value in ``literals``; ``missing`` (default len(literals)) when absent,
+    ``null`` for nulls."""
+    missing = len(literals) if missing is None else missing
+    if pa.types.is_null(column.type):
+        return np.full(len(column), null, dtype=np.int64)
+    codes = pc.index_in(column, value_set=pa.array(list(literals), column.type))
+    codes = pc.fill_null(codes, missing).to_numpy(zero_copy_only=False).astype(np.int64)
+    if column.null_count:
+        codes[np.asarray(column.is_null())] = null
+    return codes
