@@ -168,7 +168,8 @@ class _Checker:
 
     def _check_value_kind(self, field: ast.Field, kind: str, value, span: ast.Span) -> None:
         if isinstance(value, bool) or value is None:
-            self.error(f"'{field.name}' cannot be compared with {str(value).lower()}; expected a "
+            written = {None: "null", True: "true", False: "false"}[value]
+            self.error(f"'{field.name}' cannot be compared with {written}; expected a "
                        f"{'number' if kind == 'number' else 'string'}", span)
         elif kind == "number" and not isinstance(value, (int, float)):
             self.error(f"'{field.name}' is a number; expected a number, not {value!r}", span)
@@ -197,8 +198,8 @@ class _Checker:
             if node.ref is not None:
                 let = lets.get(node.ref)
                 if let is None:
-                    self.error(f"unknown name '{node.ref}'{did_you_mean(node.ref, lets)}; define it "
-                               f"with 'let {node.ref} = any(...)'", node.span)
+                    hint = did_you_mean(node.ref, lets) or f"; define it with 'let {node.ref} = any(...)'"
+                    self.error(f"unknown name '{node.ref}'{hint}", node.span)
                     return node
                 return dataclasses.replace(node, mode=let.mode, literals=let.literals)
             self._check_literals(node.literals, node.span)

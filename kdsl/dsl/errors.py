@@ -24,10 +24,10 @@ class Diagnostic:
 
 
 def _excerpt(source: str, span: Span) -> str:
-    lines = source.splitlines()
+    lines = source.split("\n")  # as the parser counts lines: U+2028 and the like are not breaks
     if not (1 <= span.line <= len(lines)):
         return ""
-    text = lines[span.line - 1]
+    text = lines[span.line - 1].removesuffix("\r")
     end = span.end_column if span.end_line == span.line and span.end_column > span.column else span.column + 1
     end = min(max(end, span.column + 1), len(text) + 2)
     # Wide (CJK) characters take two terminal cells; pad the caret line to match.

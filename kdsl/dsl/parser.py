@@ -50,6 +50,7 @@ def parse(source: str, path: str = "<string>") -> ast.Program:
     for token in _parser().lex(source, dont_ignore=True) if "#" in source else ():
         if token.type == "COMMENT":
             comments.append(ast.Comment(str(token).rstrip(), token.line, token.column))
+    _check_nesting(tree, source, path)
     try:
         statements = _ToAst(path, source).transform(tree)
     except lark.exceptions.VisitError as error:
@@ -57,6 +58,22 @@ def parse(source: str, path: str = "<string>") -> ast.Program:
             raise error.orig_exc from None
         raise
     return ast.Program(path, source, tuple(statements), tuple(comments))
+
+
+# Deeper trees would exhaust Python's recursion in the tree transformer, and later in every
+# recursive walk of a condition; real conditions nest a few levels.
+MAX_NESTING = 100
+
+
+def _check_nesting(tree: lark.Tree, source: str, path: str) -> None:
+    """Raise ``KdslError`` at the first node nested more than ``MAX_NESTING`` deep."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            message = f"condition nested more than {MAX_NESTING} levels deep; simplify it"
+            raise KdslError([Diagnostic(message, _span(path, node.meta), source)])
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, lark.Tree))
 
 
 def _syntax_diagnostic(error: lark.exceptions.UnexpectedInput, source: str, path: str) -> Diagnostic:
@@ -68,13 +85,13 @@ def _syntax_diagnostic(error: lark.exceptions.UnexpectedInput, source: str, path
             what = "string" if char == '"' else "regex"
             span = ast.Span(path, line, column, line, column + 1)
             return Diagnostic(f"unterminated {what}; expected a closing {char} on the same line", span, source)
-        found, expected = repr(char) if char else "the end of the file", error.allowed
+        found, expected = repr(char) if char else "end of file", error.allowed
     elif isinstance(error, lark.exceptions.UnexpectedEOF):
-        found, expected, width = "the end of the file", error.expected, 1
+        found, expected, width = "end of file", error.expected, 1
         line, column = _end_position(source)
     else:
         token = error.token
-        found = "the end of the file" if token.type == "$END" else repr(str(token))
+        found = "end of file" if token.type == "$END" else repr(str(token))
         expected = getattr(error, "accepts", None) or error.expected
         width = max(1, len(str(token)))
         if token.type == "$END":
@@ -84,8 +101,11 @@ def _syntax_diagnostic(error: lark.exceptions.UnexpectedInput, source: str, path
 
 
 def _end_position(source: str) -> tuple[int, int]:
-    lines = source.splitlines() or [""]
-    return len(lines), len(lines[-1]) + 1
+    # Lines as Lark counts them ("\n" only), without the empty one after a final newline.
+    lines = source.split("\n")
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()
+    return len(lines), len(lines[-1].removesuffix("\r")) + 1
 
 
 def _describe(expected) -> str:
@@ -113,6 +133,7 @@ class _ToAst(Transformer):
     def __init__(self, path: str, source: str):
         super().__init__()
         self.path, self.source = path, source
+        self.lines = source.split("\n")  # as Lark counts lines
 
     def _at(self, meta) -> ast.Span:
         return _span(self.path, meta)
@@ -129,14 +150,24 @@ class _ToAst(Transformer):
         try:
             return json.loads(str(token))
         except json.JSONDecodeError as error:
+            if error.msg.startswith("Invalid control character"):
+                code = f"\\u{ord(str(token)[error.pos]):04x}"
+                self._fail(f"control character in a string; write it as an escape such as {code}",
+                           self._token_span(token))
             self._fail(f"invalid string escape ({error.msg})", self._token_span(token))
+
+    def _int(self, token: Token) -> int:
+        try:
+            return int(token)
+        except ValueError:  # Python refuses to convert more than 4300 digits
+            self._fail(f"number too long ({len(token)} digits)", self._token_span(token))
 
     def number(self, meta, children):
         text = str(children[0])
-        return float(text) if any(c in text for c in ".eE") else int(text)
+        return float(text) if any(c in text for c in ".eE") else self._int(children[0])
 
     def signed_int(self, meta, children):
-        return int(children[0])
+        return self._int(children[0])
 
     def TRUE(self, token):
         return True
@@ -187,7 +218,7 @@ class _ToAst(Transformer):
 
     def near(self, meta, children):
         field, first, second, distance = children
-        return ast.Near(field, first, second, int(distance), self._at(meta))
+        return ast.Near(field, first, second, self._int(distance), self._at(meta))
 
     def compare(self, meta, children):
         field, op, value = children
@@ -211,7 +242,7 @@ class _ToAst(Transformer):
         return children
 
     def header(self, meta, children):
-        return ast.Header(int(children[0]), self._at(meta))
+        return ast.Header(self._int(children[0]), self._at(meta))
 
     def labels_decl(self, meta, children):
         name, *labels = children
@@ -280,7 +311,7 @@ class _ToAst(Transformer):
 
     def _label_span(self, meta, label: str) -> ast.Span:
         # The label string is the first string literal of the rule's header line.
-        line = self.source.splitlines()[meta.line - 1] if meta.line else ""
+        line = self.lines[meta.line - 1] if meta.line else ""
         quoted = json.dumps(label, ensure_ascii=False)
         column = line.find(quoted, meta.column - 1)
         if column < 0:

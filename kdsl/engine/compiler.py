@@ -7,11 +7,15 @@ What the plan holds, and why:
   ``len(FIELD)``); ``STR_EQ``/``STR_NE`` on string columns, dictionary-coded per batch; and
   ``DEFERRED`` predicates (regex, fuzzy, count, near, string ordering) that Python evaluates
   only for rows where the kernel could not decide without them.
-- **code**: each rule's condition in postfix, evaluated with three-valued (Kleene) logic so that a
+- **terms**: each rule is a conjunction of terms, checked cheapest first and abandoned at the
+  first false one: "one of these atoms occurs", "none of these atoms occurs", a leaf predicate,
+  or postfix **code** for a nested condition. Evaluation is three-valued (Kleene) so that a
   deferred predicate is "unknown" until resolved; ``guard`` atoms that a deferred predicate needs
   (``count(f, "x") >= 1`` needs ``x``) make it false without Python when they are absent.
 - **triggers**: for each atom, the rules whose condition cannot hold unless that atom occurs;
-  per row only rules triggered by a hit atom, plus the few rules with no trigger, are evaluated.
+  per row only rules triggered by a hit atom, plus the few rules with no trigger, are tried.
+  Which atom triggers a conjunction is chosen by cost: at first the longest literal, and once
+  the engine has seen data (``Plan.retrigger``), the atom that occurs least often.
 Rules are numbered by rank: grouped by target, then highest priority first, ties in load order.
 """
 
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kdsl.dsl import ast
+from kdsl.dsl.ast import PREDICATES
 from kdsl.dsl.checker import RuleSet
 from kdsl.dsl.text import normalize_text
 from kdsl.engine.matcher import AtomMatcher
@@ -29,6 +34,12 @@ from kdsl.engine.matcher import AtomMatcher
 # Predicate kinds and condition opcodes, shared with kernel.py.
 HAS, NUM, STR_EQ, STR_NE, DEFERRED = 0, 1, 2, 3, 4
 OP_PRED, OP_NOT, OP_AND, OP_OR = 0, 1, 2, 3
+T_ANY, T_NONE, T_PRED, T_NOT_PRED, T_CODE = 0, 1, 2, 3, 4
+# The plan arrays the kernel takes, in order (see kernel.evaluate_rows), then the target count.
+PROGRAM = ("atom_base", "atom_field", "atom_bytes", "atom_ptr", "scanned", "trigger_ptr", "trigger_rules",
+           "always_rules", "rule_target",
+           "term_ptr", "term_kind", "term_a", "term_b", "term_atoms", "code_op", "code_arg",
+           "pred_kind", "pred_a", "pred_b", "pred_value", "guard_ptr", "guard_atoms", "max_stack")
 NUM_OPS = {"==": 0, "!=": 1, "<": 2, "<=": 3, ">": 4, ">=": 5}
 
 
@@ -38,12 +49,43 @@ class Plan:
     targets: list[str]
     text_fields: list[str]                     # columns scanned for atoms
     atoms: list[list[str]]                     # per text field, normalised literals
-    matchers: list[AtomMatcher]
+    matchers: list[AtomMatcher]                # per text field, over its scanned atoms
     number_columns: list[tuple[str, str]]      # (column, "value" | "len")
     string_columns: list[str]
     string_literals: list[list[str]]           # per string column, the literals it is compared with
     deferred: list[ast.Predicate]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    program: tuple = ()                        # arrays[PROGRAM...] + (number of targets,)
+    scan_maps: list[np.ndarray] = field(default_factory=list)  # matcher id -> global atom id
+    _builder: "_Builder | None" = None
+
+    def retrigger(self, cost) -> None:
+        """Choose each rule's trigger atoms to minimise ``cost(atom)`` (e.g. the atom's observed
+        hit rate); the kernel then tries a rule only on rows where one of its triggers occurs."""
+        n_atoms = int(self.arrays["atom_base"][-1])
+        triggered_by: list[list[int]] = [[] for _ in range(n_atoms)]
+        always = []
+        for rank, rule in enumerate(self.rules):
+            trigger = self._builder.trigger(rule.condition, cost)
+            if trigger is None:
+                always.append(rank)
+            for atom in trigger[0] if trigger else ():
+                triggered_by[atom].append(rank)
+        self.arrays["trigger_ptr"] = _offsets(triggered_by)
+        self.arrays["trigger_rules"] = np.array([r for rs in triggered_by for r in rs], dtype=np.int32)
+        self.arrays["always_rules"] = np.array(always, dtype=np.int32)
+        # Only trigger atoms are scanned for; every other atom is looked up in a row's text when
+        # a candidate rule asks for it (YARA's split between atoms and verification).
+        scanned = np.array([len(rules) > 0 for rules in triggered_by], dtype=np.uint8)
+        base = self.arrays["atom_base"]
+        self.scan_maps = []
+        self.matchers = []
+        for f, atoms in enumerate(self.atoms):
+            ids = np.flatnonzero(scanned[base[f] : base[f + 1]])
+            self.scan_maps.append((ids + base[f]).astype(np.int32))
+            self.matchers.append(AtomMatcher.build([atoms[j] for j in ids]))
+        self.arrays["scanned"] = scanned
+        self.program = tuple(self.arrays[name] for name in PROGRAM) + (np.int64(len(self.targets)),)
 
     @property
     def columns(self) -> list[str]:
@@ -122,17 +164,43 @@ class _Builder:
                 self.emit(ast.Compare(node.field, "==", value), code)
             if len(node.values) > 1:
                 code.append((OP_OR, len(node.values)))
-        elif isinstance(node, ast.Compare) and self.kinds[node.field.name] == "number":
-            slot = self.number_slot(node.field.column, "value")
-            code.append((OP_PRED, self.predicate(NUM, slot, NUM_OPS[node.op], float(node.value))))
-        elif isinstance(node, ast.Compare) and node.op in ("==", "!="):
-            slot, index = self.string_slot(node.field.column, node.value)
-            code.append((OP_PRED, self.predicate(STR_EQ if node.op == "==" else STR_NE, slot, index, 0.0)))
-        elif isinstance(node, ast.Measure) and node.function == "len":
-            slot = self.number_slot(node.field.column, "len")
-            code.append((OP_PRED, self.predicate(NUM, slot, NUM_OPS[node.op], float(node.value))))
         else:
-            code.append((OP_PRED, self.defer(node)))
+            code.append((OP_PRED, self.leaf(node)))
+
+    def leaf(self, node: ast.Predicate) -> int:
+        """The predicate id of a comparison, ``len``, or deferred predicate."""
+        if isinstance(node, ast.Compare) and self.kinds[node.field.name] == "number":
+            slot = self.number_slot(node.field.column, "value")
+            return self.predicate(NUM, slot, NUM_OPS[node.op], float(node.value))
+        if isinstance(node, ast.Compare) and node.op in ("==", "!="):
+            slot, index = self.string_slot(node.field.column, node.value)
+            return self.predicate(STR_EQ if node.op == "==" else STR_NE, slot, index, 0.0)
+        if isinstance(node, ast.Measure) and node.function == "len":
+            slot = self.number_slot(node.field.column, "len")
+            return self.predicate(NUM, slot, NUM_OPS[node.op], float(node.value))
+        return self.defer(node)
+
+    def terms(self, condition: ast.Condition, code: list[tuple[int, int]]) -> list[tuple]:
+        """The rule as a conjunction of terms the kernel checks cheapest first, stopping at the
+        first false one: (T_ANY | T_NONE, atoms) for ``has`` and ``not has``, (T_PRED |
+        T_NOT_PRED, predicate) for other leaves, (T_CODE, start, end) for anything nested, whose
+        postfix code is appended to ``code``."""
+        terms = []
+        for node in condition.operands if isinstance(condition, ast.And) else (condition,):
+            negated = isinstance(node, ast.Not)
+            inner = node.operand if negated else node
+            if isinstance(inner, ast.Has) and (inner.mode == "any" or len(inner.literals) == 1):
+                atoms = [self.global_atom(inner.field.column, lit) for lit in inner.literals]
+                terms.append((T_NONE if negated else T_ANY, atoms))
+            elif isinstance(inner, ast.Has) and not negated:  # all(...): one term per literal
+                terms += [(T_ANY, [self.global_atom(inner.field.column, lit)]) for lit in inner.literals]
+            elif isinstance(inner, PREDICATES) and not isinstance(inner, (ast.Has, ast.In)):
+                terms.append((T_NOT_PRED if negated else T_PRED, self.leaf(inner)))
+            else:
+                start = len(code)
+                self.emit(node, code)
+                terms.append((T_CODE, start, len(code)))
+        return sorted(terms, key=lambda t: t[0])  # atom tests first, then predicates, then code
 
     def defer(self, node: ast.Predicate) -> int:
         guard = []
@@ -144,26 +212,35 @@ class _Builder:
             self.deferred.append(node)
         return self.predicate(DEFERRED, self.deferred.index(node), 0, 0.0, guard)
 
-    def trigger(self, node: ast.Condition) -> list[tuple[int, int]] | None:
-        """Atoms of which at least one must occur for ``node`` to hold, or None."""
+    def trigger(self, node: ast.Condition, cost) -> tuple[list[int], float] | None:
+        """The cheapest set of atoms (global ids) of which at least one must occur for ``node``
+        to hold, with its cost (the sum of ``cost(atom)``), or None when there is no such set."""
+        def of(literals):
+            atoms = [self.global_atom(node.field.column, lit) for lit in literals]
+            return atoms, sum(cost(a) for a in atoms)
+
         if isinstance(node, ast.Has):
-            literals = node.literals
-            if node.mode == "all":  # any one of them will do; the longest is likely the rarest
-                literals = [max(literals, key=lambda s: len(normalize_text(s)))]
-            return [self.atom(node.field.column, lit) for lit in literals]
+            if node.mode == "all":  # any one of them will do: take the rarest
+                return min((of([lit]) for lit in node.literals), key=lambda t: t[1])
+            return of(node.literals)
+        if isinstance(node, ast.Near):
+            return min(of([node.first]), of([node.second]), key=lambda t: t[1])
+        if isinstance(node, ast.Measure) and node.function == "count" and _needs_one(node.op, node.value):
+            return of([node.literal])
         if isinstance(node, ast.And):
-            options = [t for t in map(self.trigger, node.operands) if t is not None]
-            return min(options, key=len) if options else None
+            options = [t for t in (self.trigger(o, cost) for o in node.operands) if t is not None]
+            return min(options, key=lambda t: t[1]) if options else None
         if isinstance(node, ast.Or):
-            options = [self.trigger(o) for o in node.operands]
+            options = [self.trigger(o, cost) for o in node.operands]
             if any(t is None for t in options):
                 return None
-            return list(dict.fromkeys(a for t in options for a in t))
-        if isinstance(node, ast.Near):
-            return [self.atom(node.field.column, node.first)]
-        if isinstance(node, ast.Measure) and node.function == "count" and _needs_one(node.op, node.value):
-            return [self.atom(node.field.column, node.literal)]
+            atoms = list(dict.fromkeys(a for t in options for a in t[0]))
+            return atoms, sum(cost(a) for a in atoms)
         return None
+
+    def global_atom(self, column: str, literal: str) -> int:
+        slot, local = self.atom(column, literal)
+        return sum(len(a) for a in self.atoms[:slot]) + local
 
 
 def _needs_one(op: str, value: float) -> bool:
@@ -175,58 +252,58 @@ def compile_rules(rules: RuleSet) -> Plan:
     """Compile checked rules into a ``Plan``."""
     builder = _Builder(rules)
     ranked = [r for target in rules.targets for r in rules.ranked(target)]
-    codes, triggers = [], []
+    # Register every literal first: global atom ids are only stable once all atoms are known.
     for rule in ranked:
-        code: list[tuple[int, int]] = []
-        builder.emit(rule.condition, code)
-        codes.append(code)
-        triggers.append(builder.trigger(rule.condition))
-
+        builder.emit(rule.condition, [])
     if not builder.text_fields:  # the kernel expects at least one scanned field
         builder.text_fields.append("")
         builder.atoms.append([])
     base = np.zeros(len(builder.atoms) + 1, dtype=np.int64)
     base[1:] = np.cumsum([len(a) for a in builder.atoms])
-
-    def global_id(slot_atom):
-        return int(base[slot_atom[0]] + slot_atom[1])
-
-    n_atoms, n_rules = int(base[-1]), len(ranked)
-    triggered_by: list[list[int]] = [[] for _ in range(n_atoms)]
-    always = []
-    for rank, trigger in enumerate(triggers):
-        if trigger is None:
-            always.append(rank)
-        for atom in trigger or ():
-            triggered_by[global_id(atom)].append(rank)
+    code: list[tuple[int, int]] = []
+    rule_terms = [builder.terms(rule.condition, code) for rule in ranked]
+    terms = [t for ts in rule_terms for t in ts]
+    atom_lists = [t[1] if t[0] in (T_ANY, T_NONE) else [] for t in terms]
+    atom_starts = np.concatenate([[0], np.cumsum([len(a) for a in atom_lists])]).astype(np.int64)
 
     pred_rows = builder.pred_rows
+    encoded = [lit.encode() for atoms in builder.atoms for lit in atoms]
     arrays = {
         "atom_base": base,
-        "trigger_ptr": _offsets(triggered_by),
-        "trigger_rules": np.array([r for rs in triggered_by for r in rs], dtype=np.int32),
-        "always_rules": np.array(always, dtype=np.int32),
+        "atom_bytes": np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8).copy(),
+        "atom_ptr": _offsets(encoded),
+        "atom_field": np.repeat(np.arange(len(builder.atoms)), np.diff(base)).astype(np.int64),
         "rule_target": np.array([rules.targets.index(r.target) for r in ranked], dtype=np.int32),
-        "code_ptr": _offsets(codes),
-        "code_op": np.array([op for c in codes for op, _ in c], dtype=np.int32),
-        "code_arg": np.array([arg for c in codes for _, arg in c], dtype=np.int32),
+        "term_ptr": _offsets(rule_terms),
+        "term_kind": np.array([t[0] for t in terms], dtype=np.int32),
+        "term_a": np.array([atom_starts[j] if t[0] in (T_ANY, T_NONE) else t[1]
+                            for j, t in enumerate(terms)], dtype=np.int64),
+        "term_b": np.array([atom_starts[j + 1] if t[0] in (T_ANY, T_NONE) else (t[2] if t[0] == T_CODE else 0)
+                            for j, t in enumerate(terms)], dtype=np.int64),
+        "term_atoms": np.array([a for atoms in atom_lists for a in atoms], dtype=np.int64),
+        "code_op": np.array([op for op, _ in code], dtype=np.int32),
+        "code_arg": np.array([arg for _, arg in code], dtype=np.int32),
         "pred_kind": np.array([p[0] for p in pred_rows], dtype=np.int32),
         "pred_a": np.array([p[1] for p in pred_rows], dtype=np.int64),
         "pred_b": np.array([p[2] for p in pred_rows], dtype=np.int64),
         "pred_value": np.array([p[3] for p in pred_rows], dtype=np.float64),
         "guard_ptr": _offsets(builder.guards),
-        "guard_atoms": np.array([global_id(a) for g in builder.guards for a in g], dtype=np.int64),
-        "max_stack": np.int64(max((len(c) for c in codes), default=1)),
+        "guard_atoms": np.array([base[s] + a for g in builder.guards for s, a in g], dtype=np.int64),
+        "max_stack": np.int64(max(len(code), 1)),
     }
     # HAS predicates refer to global atom ids.
     has = arrays["pred_kind"] == HAS
     arrays["pred_a"][has] = base[arrays["pred_a"][has]] + arrays["pred_b"][has]
-    return Plan(
+    plan = Plan(
         rules=ranked, targets=list(rules.targets), text_fields=builder.text_fields,
-        atoms=builder.atoms, matchers=[AtomMatcher.build(a) for a in builder.atoms],
+        atoms=builder.atoms, matchers=[],
         number_columns=builder.number_columns, string_columns=builder.string_columns,
         string_literals=builder.string_literals, deferred=builder.deferred, arrays=arrays,
     )
+    plan._builder = builder
+    literal_length = [len(lit.encode()) for atoms in builder.atoms for lit in atoms]
+    plan.retrigger(lambda atom: 1.0 / literal_length[atom])  # before any data: longer is rarer
+    return plan
 
 
 def _offsets(lists) -> np.ndarray:

@@ -21,10 +21,13 @@ from kdsl.dsl.text import normalize_text
 from kdsl.engine import reference
 from kdsl.engine.compiler import Plan, compile_rules
 from kdsl.engine.kernel import evaluate_rows
+from kdsl.engine.matcher import AtomMatcher
 from kdsl.engine.normalize import normalize_array
 
 SOURCES = ("rule", "model")
+CALIBRATION_ROWS = 4096  # rows whose atom hit rates choose the rule triggers
 _NO_ROWS = np.zeros((0, 0), dtype=np.uint8)
+_ROW_ZERO = np.zeros(1, dtype=np.int64)
 
 
 class InputError(ValueError):
@@ -39,6 +42,24 @@ class Engine:
         self.plan: Plan = compile_rules(rules)
         self._string_codes = [{lit: j for j, lit in enumerate(lits)} for lits in self.plan.string_literals]
         self._target_index = {t: j for j, t in enumerate(self.plan.targets)}
+        self._calibrated = False
+
+    def _calibrate(self, offsets, data, rows: int) -> None:
+        """Re-choose rule triggers by how often each atom occurs in the first rows seen, so that
+        a conjunction is tried only where its rarest atom occurs. Results never depend on it."""
+        plan = self.plan
+        frequency = np.zeros(int(plan.arrays["atom_base"][-1]), dtype=np.float64)
+        for f, atoms in enumerate(plan.atoms):
+            matcher = AtomMatcher.build(atoms)  # every atom, not only the current triggers
+            sample = pa.LargeStringArray.from_buffers(
+                rows, pa.py_buffer(offsets[f][: rows + 1]), pa.py_buffer(data[f]))
+            _, ids = matcher.scan_column(sample)
+            lo = int(plan.arrays["atom_base"][f])
+            frequency[lo : lo + len(plan.atoms[f])] = np.bincount(ids, minlength=len(plan.atoms[f]))
+        length = np.array([len(a.encode()) for atoms in plan.atoms for a in atoms] or [1], dtype=np.float64)
+        cost = frequency + 1.0 / length  # among atoms seen equally often, the longer first
+        plan.retrigger(cost.__getitem__)
+        self._calibrated = True
 
     # ---------------------------------------------------------------------------- introspection
     @property
@@ -135,18 +156,16 @@ class Engine:
             strings[slot] = _codes(column(name), plan.string_literals[slot])
         row_target = self._row_targets(column("task") if "task" in names else None, n)
 
+        if not self._calibrated and n:
+            self._calibrate(offsets, data, min(n, CALIBRATION_ROWS))
         winners = np.full((n, max(len(plan.targets), 1)), -1, dtype=np.int32)
         pending = np.zeros(n, dtype=np.uint8)
         fired = np.zeros((n, len(plan.rules)) if collect else (0, 0), dtype=np.uint8)
-        tables = tuple(m.tables for m in plan.matchers)
-        base_args = (tables, tuple(offsets), tuple(data), arrays["atom_base"], arrays["trigger_ptr"],
-                     arrays["trigger_rules"], arrays["always_rules"], arrays["rule_target"],
-                     arrays["code_ptr"], arrays["code_op"], arrays["code_arg"], arrays["pred_kind"],
-                     arrays["pred_a"], arrays["pred_b"], arrays["pred_value"], arrays["guard_ptr"],
-                     arrays["guard_atoms"], arrays["max_stack"], numbers, strings, row_target)
+        texts = (tuple(m.tables for m in plan.matchers), tuple(offsets), tuple(data), tuple(plan.scan_maps))
+        columns = (numbers, strings, row_target)
 
         def run(rows, resolved, pending_out):
-            evaluate_rows(rows, *base_args, resolved, len(plan.targets), winners, pending_out, fired)
+            evaluate_rows(rows, texts, plan.program, columns, resolved, winners, pending_out, fired)
 
         all_rows = np.arange(n, dtype=np.int64)
         if threads > 1 and n > 1:
@@ -227,17 +246,12 @@ class Engine:
         row_target = np.array([self._target_index.get(record["task"], -2) if has_task else -1], dtype=np.int64)
         winners = np.full((1, max(len(plan.targets), 1)), -1, dtype=np.int32)
         pending = np.zeros(1, dtype=np.uint8)
-        arrays = plan.arrays
-        args = [np.zeros(1, dtype=np.int64), tuple(m.tables for m in plan.matchers), tuple(offsets),
-                tuple(data), arrays["atom_base"], arrays["trigger_ptr"], arrays["trigger_rules"],
-                arrays["always_rules"], arrays["rule_target"], arrays["code_ptr"], arrays["code_op"],
-                arrays["code_arg"], arrays["pred_kind"], arrays["pred_a"], arrays["pred_b"],
-                arrays["pred_value"], arrays["guard_ptr"], arrays["guard_atoms"], arrays["max_stack"],
-                numbers, strings, row_target, _NO_ROWS, len(plan.targets), winners, pending, _NO_ROWS]
-        evaluate_rows(*args)
+        texts = (tuple(m.tables for m in plan.matchers), tuple(offsets), tuple(data), tuple(plan.scan_maps))
+        columns = (numbers, strings, row_target)
+        evaluate_rows(_ROW_ZERO, texts, plan.program, columns, _NO_ROWS, winners, pending, _NO_ROWS)
         if pending[0]:
-            args[22] = self._resolve([record])
-            evaluate_rows(*args)
+            evaluate_rows(_ROW_ZERO, texts, plan.program, columns, self._resolve([record]), winners,
+                          pending, _NO_ROWS)
         model_label = record.get("model_label")
         result = {}
         for t, target in enumerate(plan.targets):
