@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,6 +45,9 @@ class Engine:
         self._string_codes = [{lit: j for j, lit in enumerate(lits)} for lits in self.plan.string_literals]
         self._target_index = {t: j for j, t in enumerate(self.plan.targets)}
         self._calibrated = False
+        self._one_record_kernel = None
+        self._tables = tuple(m.tables for m in self.plan.matchers)
+        self._scan_maps = tuple(self.plan.scan_maps)
 
     def _calibrate(self, offsets, data, rows: int) -> None:
         """Re-choose rule triggers by how often each atom occurs in the first rows seen, so that
@@ -60,6 +65,9 @@ class Engine:
         cost = frequency + 1.0 / length  # among atoms seen equally often, the longer first
         plan.retrigger(cost.__getitem__)
         self._calibrated = True
+        self._one_record_kernel = None
+        self._tables = tuple(m.tables for m in plan.matchers)
+        self._scan_maps = tuple(plan.scan_maps)
 
     # ---------------------------------------------------------------------------- introspection
     @property
@@ -148,7 +156,7 @@ class Engine:
         numbers = np.empty((len(plan.number_columns), n), dtype=np.float64)
         for slot, (name, source) in enumerate(plan.number_columns):
             if source == "len":
-                numbers[slot] = lengths[name] if name in lengths else _lengths(column(name))
+                numbers[slot] = lengths[name] if name in lengths else normalize_array(column(name), with_lengths=True)[1]
             else:
                 numbers[slot] = _as_float(column(name))
         strings = np.empty((len(plan.string_columns), n), dtype=np.int64)
@@ -225,33 +233,34 @@ class Engine:
         {'intent': '反馈密封性不好', 'intent_rule': 'leak', 'intent_source': 'rule'}
         """
         plan = self.plan
-        offsets, data, lengths = [], [], {}
-        for name in plan.text_fields:
-            value = record.get(name)
-            encoded = normalize_text(value if isinstance(value, str) else None).encode()
-            offsets.append(_readonly(np.array([0, len(encoded)], dtype=np.int64)))
-            data.append(np.frombuffer(encoded, dtype=np.uint8))
-            lengths[name] = len(encoded.decode()) if encoded else 0
-        numbers = np.empty((len(plan.number_columns), 1), dtype=np.float64)
-        for slot, (name, source) in enumerate(plan.number_columns):
-            value = record.get(name)
-            if source == "len":
-                value = lengths[name] if name in lengths else len(normalize_text(value))
-            numbers[slot, 0] = math.nan if value is None else float(value)
-        strings = np.empty((len(plan.string_columns), 1), dtype=np.int64)
-        for slot, name in enumerate(plan.string_columns):
-            value = record.get(name)
-            strings[slot, 0] = -1 if value is None else self._string_codes[slot].get(value, len(plan.string_literals[slot]))
+        texts = [normalize_text(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
+        # One buffer for all fields: field f of the single row is blob[bounds[f]:bounds[f + 1]].
+        blob = np.frombuffer("".join(texts).encode(), dtype=np.uint8)
+        bounds = np.array(list(itertools.accumulate((len(t.encode()) for t in texts), initial=0)), np.int64)
+        bounds.flags.writeable = False  # the kernel's signature takes read-only text buffers
+        lengths = dict(zip(plan.text_fields, map(len, texts)))
+        def number(name, source):
+            if source != "len":
+                return record.get(name)
+            return lengths[name] if name in lengths else len(normalize_text(record.get(name)))
+
+        numbers = np.array([_number(number(*column)) for column in plan.number_columns],
+                           dtype=np.float64).reshape(-1, 1)
+        strings = np.array([-1 if record.get(name) is None else
+                            self._string_codes[slot].get(record.get(name), len(plan.string_literals[slot]))
+                            for slot, name in enumerate(plan.string_columns)], dtype=np.int64).reshape(-1, 1)
         has_task = "task" in record
         row_target = np.array([self._target_index.get(record["task"], -2) if has_task else -1], dtype=np.int64)
         winners = np.full((1, max(len(plan.targets), 1)), -1, dtype=np.int32)
         pending = np.zeros(1, dtype=np.uint8)
-        texts = (tuple(m.tables for m in plan.matchers), tuple(offsets), tuple(data), tuple(plan.scan_maps))
+        n = len(plan.text_fields)
+        texts = (self._tables, tuple(bounds[f : f + 2] for f in range(n)), (blob,) * n, self._scan_maps)
         columns = (numbers, strings, row_target)
-        evaluate_rows(_ROW_ZERO, texts, plan.program, columns, _NO_ROWS, winners, pending, _NO_ROWS)
+        args = [_ROW_ZERO, texts, plan.program, columns, _NO_ROWS, winners, pending, _NO_ROWS]
+        self._run_one(args)
         if pending[0]:
-            evaluate_rows(_ROW_ZERO, texts, plan.program, columns, self._resolve([record]), winners,
-                          pending, _NO_ROWS)
+            args[4] = self._resolve([record])
+            self._run_one(args)
         model_label = record.get("model_label")
         result = {}
         for t, target in enumerate(plan.targets):
@@ -263,6 +272,16 @@ class Engine:
                 result.update({target: feed, f"{target}_rule": None,
                                f"{target}_source": "model" if feed is not None else None})
         return result
+
+    def _run_one(self, args) -> None:
+        """``evaluate_rows(*args)`` for one record, skipping numba's argument typing after the
+        first call (a quarter of a single record's latency goes into it)."""
+        if self._one_record_kernel is None:
+            evaluate_rows(*args)
+            signature = tuple(numba.typeof(a) for a in args)
+            self._one_record_kernel = evaluate_rows.overloads[signature].entry_point
+        else:
+            self._one_record_kernel(*args)
 
     def explain(self, record: dict) -> list[dict]:
         """Every rule that matches ``record``: the deciding rule of each target first, then the
@@ -321,21 +340,14 @@ def _data_buffer(array: pa.Array) -> np.ndarray:
     return np.frombuffer(buffer if buffer is not None else b"", dtype=np.uint8)
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
-    # Text buffers come from Arrow read-only; keeping every call's arrays read-only gives the
-    # kernel one signature, hence one compilation.
-    array.flags.writeable = False
-    return array
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _as_float(column: pa.Array) -> np.ndarray:
     if pa.types.is_null(column.type):
         return np.full(len(column), np.nan)
     return column.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
-
-
-def _lengths(column: pa.Array) -> np.ndarray:
-    return np.array([len(normalize_text(v)) for v in column.to_pylist()], dtype=np.float64)
 
 
 def _codes(column: pa.Array, literals, missing=None, null=-1) -> np.ndarray:

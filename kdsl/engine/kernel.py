@@ -180,9 +180,10 @@ def evaluate_rows(rows, texts, program, columns, resolved, winners, pending, fir
     seen = np.zeros(n_atoms + 1, dtype=np.uint8)
     touched = np.zeros(n_atoms + 1, dtype=np.int64)  # [0]: count, then atoms looked up this row
     dedup = np.zeros(n_atoms + 1, dtype=np.uint8)     # scan_row's per-row, per-field scratch
-    hits = np.empty(BLOCK * 16 + n_atoms, dtype=np.int32)
-    run_start = np.zeros((BLOCK, n_fields), dtype=np.int64)  # a row's hits in one field:
-    run_end = np.zeros((BLOCK, n_fields), dtype=np.int64)    # hits[run_start:run_end]
+    block_rows = min(BLOCK, rows.shape[0])
+    hits = np.empty(block_rows * 16 + n_atoms, dtype=np.int32)
+    run_start = np.empty((block_rows, n_fields), dtype=np.int64)  # a row's hits in one field:
+    run_end = np.empty((block_rows, n_fields), dtype=np.int64)    # hits[run_start:run_end]
     # Candidate rules of a row as a bitmap over ranks: reading it word by word yields them in
     # rank order without sorting.
     candidate_words = np.zeros((n_rules + 63) // 64 + 1, dtype=np.uint64)
