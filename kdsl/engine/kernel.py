@@ -25,7 +25,7 @@ ABSENT = 2
 BLOCK = 512  # rows scanned field by field before they are evaluated
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _contains(data, start, end, needle, needle_start, needle_end):
     """Whether needle[needle_start:needle_end] occurs in data[start:end] (UTF-8 on both sides,
     so a byte match is a character match)."""
@@ -41,7 +41,7 @@ def _contains(data, start, end, needle, needle_start, needle_end):
     return False
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _atom(a, i, seen, touched, scanned, atom_field, atom_bytes, atom_ptr, offsets, data):
     """1 if atom ``a`` occurs in row ``i`` of its field, else 0."""
     state = seen[a]
@@ -57,7 +57,7 @@ def _atom(a, i, seen, touched, scanned, atom_field, atom_bytes, atom_ptr, offset
     return 1 if found else 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _compare(x, op, y):
     if np.isnan(x):
         return 0  # a comparison with a null number is false
@@ -74,7 +74,7 @@ def _compare(x, op, y):
     return x >= y
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _predicate(p, i, k, atoms, preds, numbers, strings, resolved):
     seen, touched, scanned, atom_field, atom_bytes, atom_ptr, offsets, data = atoms
     pred_kind, pred_a, pred_b, pred_value, guard_ptr, guard_atoms = preds
@@ -97,7 +97,7 @@ def _predicate(p, i, k, atoms, preds, numbers, strings, resolved):
     return code >= 0 and code != pred_b[p]  # STR_NE: null is never unequal
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _code(start, end, i, k, stack, code_op, code_arg, atoms, preds, numbers, strings, resolved):
     """Run postfix code[start:end] (a nested condition) with three-valued logic."""
     top = 0
@@ -127,7 +127,7 @@ def _code(start, end, i, k, stack, code_op, code_arg, atoms, preds, numbers, str
     return stack[0]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _rule(r, i, k, stack, terms, code_op, code_arg, atoms, preds, numbers, strings, resolved):
     """A rule's conjunction of terms: 0 at the first false term, else 2 if any was unknown."""
     term_ptr, term_kind, term_a, term_b, term_atoms = terms
