@@ -27,6 +27,7 @@ from kdsl.engine.matcher import AtomMatcher
 from kdsl.engine.normalize import normalize_array
 
 SOURCES = ("rule", "model")
+BATCH_ROWS = 65536  # rows normalised and scanned together: buffers stay small and are reused
 CALIBRATION_ROWS = 4096  # rows whose atom hit rates choose the rule triggers
 _NO_ROWS = np.zeros((0, 0), dtype=np.uint8)
 _ROW_ZERO = np.zeros(1, dtype=np.int64)
@@ -92,9 +93,13 @@ class Engine:
     def score(self, table: pa.Table | pa.RecordBatch, threads: int = 1) -> pa.Table | pa.RecordBatch:
         """Append the output columns (``T``, ``T_rule``, ``T_source`` per target) to ``table``."""
         if isinstance(table, pa.RecordBatch):
-            return self._score_batch(table, threads)
+            if table.num_rows <= BATCH_ROWS:
+                return self._score_batch(table, threads)
+            parts = [self._score_batch(table.slice(i, BATCH_ROWS), threads)
+                     for i in range(0, table.num_rows, BATCH_ROWS)]
+            return pa.concat_batches(parts)
         self._check_schema(table.schema)
-        batches = [self._score_batch(b, threads) for b in table.to_batches()]
+        batches = [self._score_batch(b, threads) for b in table.to_batches(max_chunksize=BATCH_ROWS)]
         schema = self.output_schema(table.schema)
         return pa.Table.from_batches(batches, schema=schema)
 
@@ -136,7 +141,7 @@ class Engine:
         (every rule, not only the deciding one; rows outside a rule's task are False)."""
         if isinstance(table, pa.Table):
             self._check_schema(table.schema)
-            parts = [self._evaluate(b, collect=True)[1] for b in table.to_batches()]
+            parts = [self._evaluate(b, collect=True)[1] for b in table.to_batches(max_chunksize=BATCH_ROWS)]
             return np.concatenate(parts) if parts else np.zeros((0, len(self.plan.rules)), bool)
         self._check_schema(table.schema)
         return self._evaluate(table, collect=True)[1]
@@ -147,12 +152,14 @@ class Engine:
         n, names = batch.num_rows, batch.schema.names
         column = batch.column
         offsets, data, lengths = [], [], {}
+        measured = {name for name, source in plan.number_columns if source == "len"}
         for name in plan.text_fields:
-            normalized, counts = (normalize_array(column(name), with_lengths=True) if name
-                                  else (pa.array([""] * n, pa.large_string()), np.zeros(n, np.int64)))
+            if name in measured:
+                normalized, lengths[name] = normalize_array(column(name), with_lengths=True)
+            else:
+                normalized = normalize_array(column(name) if name else pa.nulls(n, pa.string()))
             offsets.append(np.frombuffer(normalized.buffers()[1], dtype=np.int64)[normalized.offset:])
             data.append(_data_buffer(normalized))
-            lengths[name] = counts
         numbers = np.empty((len(plan.number_columns), n), dtype=np.float64)
         for slot, (name, source) in enumerate(plan.number_columns):
             if source == "len":

@@ -194,6 +194,72 @@ def _code_point_table() -> _CodePointTable:
     return _build_code_point_table()
 
 
+@functools.cache
+def _changed_code_points() -> np.ndarray:
+    """uint8 per code point (and one more for malformed input): 1 where normalisation changes
+    the character, 0 where it is left as it is."""
+    entries = _code_point_table().entries
+    identity = _identity_entries(np.arange(_CODE_POINT_LIMIT, dtype=np.int64))
+    return np.append(entries[:-1] != identity, True).astype(np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _changes_nothing(data, start, end, changed):
+    """Whether every character of data[start:end] normalises to itself (valid UTF-8 only)."""
+    pos = start
+    while pos < end:
+        b0 = data[pos]
+        if b0 < 0x80:
+            if changed[b0]:
+                return False
+            pos += 1
+        elif 0xE4 <= b0 <= 0xE9 and pos + 3 <= end and (data[pos + 1] & 0xC0) == 0x80 \
+                and (data[pos + 2] & 0xC0) == 0x80:
+            pos += 3  # U+4000..U+9FFF: CJK ideographs, all unchanged
+        else:
+            cp, width = _decode_utf8(data, pos, end)
+            if changed[cp]:
+                return False
+            pos += width
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _null_rows_are_empty(offsets, validity, validity_offset):
+    for row in range(offsets.shape[0] - 1):
+        bit = validity_offset + row
+        if not (validity[bit >> 3] >> (bit & 7)) & 1 and offsets[row] != offsets[row + 1]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _char_counts(offsets, data):
+    counts = np.empty(offsets.shape[0] - 1, dtype=np.int64)
+    for row in range(counts.shape[0]):
+        n = 0
+        for pos in range(offsets[row], offsets[row + 1]):
+            n += (data[pos] & 0xC0) != 0x80
+        counts[row] = n
+    return counts
+
+
+def _unchanged(arr) -> pa.LargeStringArray | None:
+    """``arr`` itself as a LargeStringArray without nulls, sharing its data buffer, when
+    normalising would change nothing (a log that was normalised before); else None."""
+    chunks = _string_chunks(arr)
+    if len(chunks) != 1:
+        return None
+    chunk = _as_chunk(chunks[0])
+    if chunk.validity.size and not _null_rows_are_empty(chunk.offsets, chunk.validity, chunk.validity_offset):
+        return None
+    if not _changes_nothing(chunk.data, chunk.offsets[0], chunk.offsets[-1], _changed_code_points()):
+        return None
+    offsets = chunk.offsets.astype(np.int64)
+    return pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets),
+                                            chunks[0].buffers()[2], null_count=0)
+
+
 # The kernel moves whole 4-byte words with unaligned loads and stores, which
 # is ~30% faster than byte by byte; numba has no such operation, so it is
 # emitted directly.  Packed table entries assume a little-endian machine.
@@ -411,6 +477,12 @@ def normalize_array(
     normalised value's length in code points (what ``len()`` gives).
     Malformed UTF-8 raises ``UnicodeDecodeError``, as ``as_py()`` would.
     """
+    unchanged = _unchanged(arr)
+    if unchanged is not None:
+        if not with_lengths:
+            return unchanged
+        offsets = np.frombuffer(unchanged.buffers()[1], dtype=np.int64)
+        return unchanged, _char_counts(offsets, np.frombuffer(unchanged.buffers()[2], dtype=np.uint8))
     chunks = [_as_chunk(array) for array in _string_chunks(arr)]
     n_rows = len(arr)
     table = _code_point_table()

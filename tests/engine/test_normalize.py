@@ -185,3 +185,23 @@ def test_malformed_utf8_fails_like_the_reference():
 def test_rejects_non_string_arrays():
     with pytest.raises(TypeError):
         normalize_array(pa.array([1, 2]))
+
+
+def test_already_normalised_text_is_shared_not_copied():
+    column = pa.array(["洗衣机漏水了", "abc 123，", None, ""]).slice(1)
+    result, lengths = normalize_array(column, with_lengths=True)
+    assert result.to_pylist() == ["abc 123,", "", ""]  # the full-width comma still changes
+    clean = pa.array(["洗衣机漏水了", "abc 123,", None, "", "😀"])
+    result, lengths = normalize_array(clean, with_lengths=True)
+    assert result.to_pylist() == ["洗衣机漏水了", "abc 123,", "", "", "😀"]
+    assert lengths.tolist() == [6, 8, 0, 0, 1]
+    assert result.buffers()[2].address == clean.buffers()[2].address
+
+
+def test_a_null_slot_with_bytes_behind_it_is_still_empty():
+    # Arrow allows a null slot to span data; it must still normalise to "".
+    data = pa.py_buffer("abcdef".encode())
+    offsets = pa.py_buffer(np.array([0, 3, 6], dtype=np.int32).tobytes())
+    validity = pa.py_buffer(bytes([0b01]))
+    column = pa.StringArray.from_buffers(2, offsets, data, validity, null_count=1)
+    assert normalize_array(column).to_pylist() == ["abc", ""]
