@@ -156,7 +156,7 @@ def score(input_path, rule_paths, output, keep, threads, batch_size):
     wanted = [c for c in names if c in kept or c in engine.fields]
     try:
         out_schema = engine.output_schema(source.schema_arrow)
-        engine._check_schema(source.schema_arrow)
+        engine.check_input(source.schema_arrow)
     except InputError as error:
         raise InputProblem(f"{input_path}: {error}") from None
     out_schema = _select(out_schema, kept + engine.output_columns)

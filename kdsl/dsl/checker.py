@@ -40,6 +40,11 @@ class RuleSet:
     targets: tuple[str, ...]
     programs: tuple[ast.Program, ...] = ()
 
+    @property
+    def column_kinds(self) -> dict[str, str]:
+        """Like ``fields``, keyed by column name (``model_score``, not ``model.score``)."""
+        return {ast.Field(name).column: kind for name, kind in self.fields.items()}
+
     def rule(self, name: str) -> ast.Rule:
         return next(r for r in self.rules if r.name == name)
 

@@ -21,7 +21,8 @@ Rules are numbered by rank: grouped by target, then highest priority first, ties
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,20 +44,28 @@ PROGRAM = ("atom_base", "atom_field", "atom_bytes", "atom_ptr", "scanned", "trig
 NUM_OPS = {"==": 0, "!=": 1, "<": 2, "<=": 3, ">": 4, ">=": 5}
 
 
+class KernelInputs(NamedTuple):
+    """What the kernel needs besides the batch: per scanned field the matcher's tables and the
+    map from matcher atom id to global atom id, and the program arrays (PROGRAM, then the number
+    of targets)."""
+
+    tables: tuple
+    scan_maps: tuple
+    program: tuple
+
+
 @dataclass
 class Plan:
     rules: list[ast.Rule]                      # by rank
     targets: list[str]
     text_fields: list[str]                     # columns scanned for atoms
     atoms: list[list[str]]                     # per text field, normalised literals
-    matchers: list[AtomMatcher]                # per text field, over its scanned atoms
     number_columns: list[tuple[str, str]]      # (column, "value" | "len")
     string_columns: list[str]
     string_literals: list[list[str]]           # per string column, the literals it is compared with
     deferred: list[ast.Predicate]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    program: tuple = ()                        # arrays[PROGRAM...] + (number of targets,)
-    scan_maps: list[np.ndarray] = field(default_factory=list)  # matcher id -> global atom id
+    kernel_inputs: "KernelInputs | None" = None  # set by retrigger
     _builder: "_Builder | None" = None
 
     def retrigger(self, cost) -> None:
@@ -78,14 +87,15 @@ class Plan:
         # a candidate rule asks for it (YARA's split between atoms and verification).
         scanned = np.array([len(rules) > 0 for rules in triggered_by], dtype=np.uint8)
         base = self.arrays["atom_base"]
-        self.scan_maps = []
-        self.matchers = []
+        scan_maps, matchers = [], []
         for f, atoms in enumerate(self.atoms):
             ids = np.flatnonzero(scanned[base[f] : base[f + 1]])
-            self.scan_maps.append((ids + base[f]).astype(np.int32))
-            self.matchers.append(AtomMatcher.build([atoms[j] for j in ids]))
+            scan_maps.append((ids + base[f]).astype(np.int32))
+            matchers.append(AtomMatcher.build([atoms[j] for j in ids]))
         self.arrays["scanned"] = scanned
-        self.program = tuple(self.arrays[name] for name in PROGRAM) + (np.int64(len(self.targets)),)
+        program = tuple(self.arrays[name] for name in PROGRAM) + (np.int64(len(self.targets)),)
+        # One assignment, so a thread that reads it never mixes two trigger choices.
+        self.kernel_inputs = KernelInputs(tuple(m.tables for m in matchers), tuple(scan_maps), program)
 
     @property
     def columns(self) -> list[str]:
@@ -296,7 +306,7 @@ def compile_rules(rules: RuleSet) -> Plan:
     arrays["pred_a"][has] = base[arrays["pred_a"][has]] + arrays["pred_b"][has]
     plan = Plan(
         rules=ranked, targets=list(rules.targets), text_fields=builder.text_fields,
-        atoms=builder.atoms, matchers=[],
+        atoms=builder.atoms,
         number_columns=builder.number_columns, string_columns=builder.string_columns,
         string_literals=builder.string_literals, deferred=builder.deferred, arrays=arrays,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -47,8 +48,7 @@ class Engine:
         self._target_index = {t: j for j, t in enumerate(self.plan.targets)}
         self._calibrated = False
         self._one_record_kernel = None
-        self._tables = tuple(m.tables for m in self.plan.matchers)
-        self._scan_maps = tuple(self.plan.scan_maps)
+        self._calibration_lock = threading.Lock()
 
     def _calibrate(self, offsets, data, rows: int) -> None:
         """Re-choose rule triggers by how often each atom occurs in the first rows seen, so that
@@ -66,9 +66,6 @@ class Engine:
         cost = frequency + 1.0 / length  # among atoms seen equally often, the longer first
         plan.retrigger(cost.__getitem__)
         self._calibrated = True
-        self._one_record_kernel = None
-        self._tables = tuple(m.tables for m in plan.matchers)
-        self._scan_maps = tuple(plan.scan_maps)
 
     # ---------------------------------------------------------------------------- introspection
     @property
@@ -98,7 +95,7 @@ class Engine:
             parts = [self._score_batch(table.slice(i, BATCH_ROWS), threads)
                      for i in range(0, table.num_rows, BATCH_ROWS)]
             return pa.concat_batches(parts)
-        self._check_schema(table.schema)
+        self.check_input(table.schema)
         batches = [self._score_batch(b, threads) for b in table.to_batches(max_chunksize=BATCH_ROWS)]
         schema = self.output_schema(table.schema)
         return pa.Table.from_batches(batches, schema=schema)
@@ -109,8 +106,10 @@ class Engine:
                 raise InputError(f"the input already has a column '{name}', which the engine writes")
         return pa.schema(list(schema) + [pa.field(n, pa.string()) for n in self.output_columns])
 
-    def _check_schema(self, schema: pa.Schema) -> None:
-        kinds = self.ruleset.fields
+    def check_input(self, schema: pa.Schema) -> None:
+        """Raise ``InputError`` unless ``schema`` has every column the rules read, of a usable
+        type."""
+        kinds = self.ruleset.column_kinds
         missing = [c for c in self.plan.columns if c and c not in schema.names]
         if missing:
             raise InputError(f"the input has no column {', '.join(map(repr, missing))}, which the rules "
@@ -118,7 +117,7 @@ class Engine:
         for name in self.plan.columns:
             if not name:
                 continue
-            kind = kinds.get(name) or kinds.get(name.replace("_", ".", 1))
+            kind = kinds.get(name)
             column_type = schema.field(name).type
             wants_number = kind == "number"
             ok = (pa.types.is_integer(column_type) or pa.types.is_floating(column_type)) if wants_number \
@@ -129,7 +128,7 @@ class Engine:
                                  f"{'number' if wants_number else 'string'}")
 
     def _score_batch(self, batch: pa.RecordBatch, threads: int = 1) -> pa.RecordBatch:
-        self._check_schema(batch.schema)
+        self.check_input(batch.schema)
         schema = self.output_schema(batch.schema)
         n = batch.num_rows
         winners, _ = self._evaluate(batch, threads)
@@ -140,10 +139,10 @@ class Engine:
         """A boolean matrix: [row, i] is True when ``self.plan.rules[i]`` holds for the row
         (every rule, not only the deciding one; rows outside a rule's task are False)."""
         if isinstance(table, pa.Table):
-            self._check_schema(table.schema)
+            self.check_input(table.schema)
             parts = [self._evaluate(b, collect=True)[1] for b in table.to_batches(max_chunksize=BATCH_ROWS)]
             return np.concatenate(parts) if parts else np.zeros((0, len(self.plan.rules)), bool)
-        self._check_schema(table.schema)
+        self.check_input(table.schema)
         return self._evaluate(table, collect=True)[1]
 
     def _evaluate(self, batch: pa.RecordBatch, threads: int = 1, collect: bool = False):
@@ -172,15 +171,18 @@ class Engine:
         row_target = self._row_targets(column("task") if "task" in names else None, n)
 
         if not self._calibrated and n:
-            self._calibrate(offsets, data, min(n, CALIBRATION_ROWS))
+            with self._calibration_lock:
+                if not self._calibrated:
+                    self._calibrate(offsets, data, min(n, CALIBRATION_ROWS))
         winners = np.full((n, max(len(plan.targets), 1)), -1, dtype=np.int32)
         pending = np.zeros(n, dtype=np.uint8)
         fired = np.zeros((n, len(plan.rules)) if collect else (0, 0), dtype=np.uint8)
-        texts = (tuple(m.tables for m in plan.matchers), tuple(offsets), tuple(data), tuple(plan.scan_maps))
+        inputs = plan.kernel_inputs
+        texts = (inputs.tables, tuple(offsets), tuple(data), inputs.scan_maps)
         columns = (numbers, strings, row_target)
 
         def run(rows, resolved, pending_out):
-            evaluate_rows(rows, texts, plan.program, columns, resolved, winners, pending_out, fired)
+            evaluate_rows(rows, texts, inputs.program, columns, resolved, winners, pending_out, fired)
 
         all_rows = np.arange(n, dtype=np.int64)
         if threads > 1 and n > 1:
@@ -261,9 +263,10 @@ class Engine:
         winners = np.full((1, max(len(plan.targets), 1)), -1, dtype=np.int32)
         pending = np.zeros(1, dtype=np.uint8)
         n = len(plan.text_fields)
-        texts = (self._tables, tuple(bounds[f : f + 2] for f in range(n)), (blob,) * n, self._scan_maps)
+        inputs = plan.kernel_inputs
+        texts = (inputs.tables, tuple(bounds[f : f + 2] for f in range(n)), (blob,) * n, inputs.scan_maps)
         columns = (numbers, strings, row_target)
-        args = [_ROW_ZERO, texts, plan.program, columns, _NO_ROWS, winners, pending, _NO_ROWS]
+        args = [_ROW_ZERO, texts, inputs.program, columns, _NO_ROWS, winners, pending, _NO_ROWS]
         self._run_one(args)
         if pending[0]:
             args[4] = self._resolve([record])

@@ -31,10 +31,10 @@ def run_examples(engine: Engine) -> list[ExampleResult]:
              for record in records]
     if not cases:
         return []
-    kinds = engine.ruleset.fields
+    kinds = engine.ruleset.column_kinds
     columns = {}
     for name in engine.fields:
-        kind = kinds.get(name) or kinds.get(name.replace("_", ".", 1))
+        kind = kinds.get(name)
         values = []
         for _, rule, record, _ in cases:
             row = record.as_row()
