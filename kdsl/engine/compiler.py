@@ -21,7 +21,7 @@ Rules are numbered by rank: grouped by target, then highest priority first, ties
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
