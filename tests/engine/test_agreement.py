@@ -125,3 +125,31 @@ def test_threads_and_batches_do_not_change_results(rules, table, threads):
     assert engine.score(table, threads=threads).equals(single)
     rebatched = pa.Table.from_batches(table.to_batches(max_chunksize=3))
     assert engine.score(rebatched).equals(single)
+
+
+@st.composite
+def large_rule_sets(draw):
+    """Hundreds of conjunctions over a small vocabulary: many rules share atoms, candidate lists
+    span several 64-rule words, and priorities tie."""
+    vocabulary = draw(st.lists(literal, min_size=3, max_size=12, unique_by=normalize_text))
+    word = st.sampled_from(vocabulary)
+    has = st.builds(lambda f, lits: ast.Has(f, "any" if len(lits) > 1 else "one", tuple(lits)),
+                    field, st.lists(word, min_size=1, max_size=3))
+    conjunct = st.one_of(has, has, st.builds(ast.Not, has),
+                         st.builds(lambda v: ast.Compare(ast.Field("model.label"), "==", v), st.sampled_from(LABELS)))
+    condition = st.lists(conjunct, min_size=1, max_size=4).map(lambda xs: xs[0] if len(xs) == 1 else ast.And(tuple(xs)))
+    n = draw(st.integers(65, 300))
+    rules = [ast.Rule(f"r{i}", draw(st.sampled_from(TARGETS)), draw(st.sampled_from(LABELS)),
+                      draw(condition), draw(st.integers(0, 3))) for i in range(n)]
+    return check([ast.Program("<test>", "", tuple(rules))])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(large_rule_sets(), tables())
+def test_large_rule_sets_agree_with_reference(rules, table):
+    engine = Engine(rules)
+    scored = engine.score(table).to_pylist()
+    for row, got in zip(table.to_pylist(), scored):
+        expected = reference.outputs(rules, row)
+        assert {k: got[k] for k in expected} == expected, row
+        assert engine.predict(row) == expected
