@@ -1,11 +1,4 @@
-"""The ``kdsl`` command line.
-
-Exit status: 0 success; 1 when ``check``, ``test`` or ``fmt --check`` find something; 2 for a
-usage error or input that cannot be used (a missing file, a bad Parquet file, rules that do not
-compile). Errors name the file, line and column; no traceback reaches the user for bad input.
-"""
-
-from __future__ import annotations
+"""Commands over data: score, explain, stats, demo."""
 
 import json
 import sys
@@ -13,120 +6,9 @@ from pathlib import Path
 
 import click
 
-from kdsl.dsl import KdslError
-from kdsl.dsl.loader import UnreadableInput, load_rules, parse_file, rule_files
-
-EXIT_FINDINGS, EXIT_INPUT = 1, 2
+from kdsl.cli.common import InputProblem, load_engine, main, read_parquet
 
 
-class InputProblem(click.ClickException):
-    """Bad input: printed as ``error: ...`` and exit status 2."""
-
-    exit_code = EXIT_INPUT
-
-    def show(self, file=None):
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="kdsl")
-def main():
-    """kdsl: readable, correctable rules for e-commerce intent recognition."""
-
-
-def _engine(paths):
-    import kdsl.engine
-
-    try:
-        return kdsl.engine.Engine(load_rules(list(paths)))
-    except KdslError as error:
-        raise InputProblem(str(error)) from None
-
-
-def _read_parquet(path, columns=None):
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise InputProblem(f"{path}: no such file") from None
-    except Exception as error:  # pyarrow raises several types for a file that is not Parquet
-        raise InputProblem(f"{path}: not a readable Parquet file ({error})") from None
-
-
-# ------------------------------------------------------------------------------------ rules
-@main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-def check(paths):
-    """Parse and validate rule files, then run their examples."""
-    from kdsl.engine import Engine
-    from kdsl.engine.examples import run_examples
-
-    try:
-        rules = load_rules(list(paths))
-    except UnreadableInput as error:
-        raise InputProblem(str(error)) from None
-    except KdslError as error:
-        click.echo(str(error), err=True)
-        click.echo(f"{len(error.diagnostics)} problem(s) found", err=True)
-        sys.exit(EXIT_FINDINGS)
-    failures = [r for r in run_examples(Engine(rules)) if not r.passed]
-    for failure in failures:
-        click.echo(str(failure), err=True)
-    files = len(rule_files(list(paths)))
-    if failures:
-        click.echo(f"{len(failures)} example(s) failed", err=True)
-        sys.exit(EXIT_FINDINGS)
-    click.echo(f"ok: {len(rules.rules)} rules in {files} file(s); targets: {', '.join(rules.targets) or 'none'}")
-
-
-@main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 if a file would change.")
-def fmt(paths, check_only):
-    """Format rule files in place (canonical layout; comments kept)."""
-    from kdsl.dsl.formatter import format_program
-    from kdsl.io import write_text_atomically
-
-    try:
-        files = rule_files(list(paths))
-        programs = [parse_file(f) for f in files]
-    except KdslError as error:
-        raise InputProblem(str(error)) from None
-    changed = []
-    for file, program in zip(files, programs):
-        formatted = format_program(program)
-        if formatted != program.source:
-            changed.append(file)
-            if not check_only:
-                write_text_atomically(file, formatted)
-    verb = "would reformat" if check_only else "reformatted"
-    for file in changed:
-        click.echo(f"{verb} {file}")
-    click.echo(f"{len(changed)} of {len(files)} file(s) {verb}" if changed else f"{len(files)} file(s) already formatted")
-    if check_only and changed:
-        sys.exit(EXIT_FINDINGS)
-
-
-@main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("-v", "--verbose", is_flag=True, help="List passing examples too.")
-def test(paths, verbose):
-    """Run every rule's examples (it must match) and counterexamples (it must not)."""
-    from kdsl.engine.examples import run_examples
-
-    results = run_examples(_engine(paths))
-    failed = [r for r in results if not r.passed]
-    for result in results:
-        if verbose or not result.passed:
-            status = "ok  " if result.passed else "FAIL"
-            click.echo(f"{status} {result}" if not result.passed else f"{status} {result.record.span}: {result.rule.name}")
-    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    if failed:
-        sys.exit(EXIT_FINDINGS)
-
-
-# ------------------------------------------------------------------------------------- data
 @main.command()
 @click.argument("input_path", metavar="INPUT.parquet", type=click.Path())
 @click.option("-r", "--rules", "rule_paths", multiple=True, required=True, type=click.Path(),
@@ -146,8 +28,8 @@ def score(input_path, rule_paths, output, keep, threads, batch_size):
 
     if Path(output).resolve() == Path(input_path).resolve():
         raise InputProblem("the output would overwrite the input; choose another -o")
-    engine = _engine(rule_paths)
-    source = _read_parquet(input_path)
+    engine = load_engine(rule_paths)
+    source = read_parquet(input_path)
     names = source.schema_arrow.names
     kept = names if keep is None else [c.strip() for c in keep.split(",") if c.strip()]
     unknown = [c for c in kept if c not in names]
@@ -189,8 +71,8 @@ def explain(input_path, rule_paths, row_id, as_json):
     """Show every rule that matches one row, the deciding rule first, with matched literals."""
     import pyarrow.compute as pc
 
-    engine = _engine(rule_paths)
-    source = _read_parquet(input_path)
+    engine = load_engine(rule_paths)
+    source = read_parquet(input_path)
     if "id" not in source.schema_arrow.names:
         raise InputProblem(f"{input_path}: no 'id' column")
     columns = [c for c in source.schema_arrow.names if c in engine.fields or c == "id"]
@@ -227,8 +109,8 @@ def stats(rule_paths, data, as_json):
     from kdsl.engine import InputError
     from kdsl.engine.stats import rule_stats
 
-    engine = _engine(rule_paths)
-    source = _read_parquet(data)
+    engine = load_engine(rule_paths)
+    source = read_parquet(data)
     columns = [c for c in source.schema_arrow.names if c in engine.fields or c == "label"]
     try:
         rows = rule_stats(engine, source.read(columns=columns))
@@ -255,7 +137,7 @@ def demo(output):
 
     samples = resources.files("kdsl") / "samples"
     rules_dir, data_path = Path(str(samples / "rules")), Path(str(samples / "sample.parquet"))
-    engine = _engine([rules_dir])
+    engine = load_engine([rules_dir])
     examples = run_examples(engine)
     passed = sum(r.passed for r in examples)
     click.echo(f"rules: {len(engine.rules)} in {rules_dir}; examples: {passed}/{len(examples)} pass")
@@ -295,7 +177,3 @@ def _table(rows) -> str:
     lines = ["  ".join(c + " " * (w - width(c)) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    main()

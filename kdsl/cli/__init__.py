@@ -1,0 +1,11 @@
+"""The ``kdsl`` command line: one click group; each module of this package adds its commands.
+
+Exit status: 0 success; 1 when ``check``, ``test`` or ``fmt --check`` find something; 2 for a
+usage error or input that cannot be used (a missing file, a bad Parquet file, rules that do not
+compile). Errors name the file, line and column; no traceback reaches the user for bad input.
+"""
+
+from kdsl.cli.common import main
+from kdsl.cli import rules, scoring  # noqa: F401  (they register their commands on main)
+
+__all__ = ["main"]
