@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -31,3 +33,43 @@ def atomic_path(path):
 def write_text_atomically(path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def prefetch(iterable, depth: int = 2):
+    """Iterate ``iterable`` in a background thread, at most ``depth`` items ahead.
+
+    Parquet decoding releases the GIL, so reading the next batch overlaps the caller's work on
+    the current one. An exception in the iterable is raised in the caller; leaving the loop early
+    stops the thread.
+    """
+    items: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce():
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        items.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put((end, None))
+        except BaseException as error:  # handed to the caller, who raises it
+            items.put((None, error))
+
+    thread = threading.Thread(target=produce, name="kdsl-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()

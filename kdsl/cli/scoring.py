@@ -2,6 +2,7 @@
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
@@ -24,7 +25,7 @@ def score(input_path, rule_paths, output, keep, threads, batch_size):
     from tqdm import tqdm
 
     from kdsl.engine import InputError
-    from kdsl.io import atomic_path
+    from kdsl.io import atomic_path, prefetch
 
     if Path(output).resolve() == Path(input_path).resolve():
         raise InputProblem("the output would overwrite the input; choose another -o")
@@ -43,15 +44,27 @@ def score(input_path, rule_paths, output, keep, threads, batch_size):
         raise InputProblem(f"{input_path}: {error}") from None
     out_schema = _select(out_schema, kept + engine.output_columns)
     progress = tqdm(total=source.metadata.num_rows, unit="rows", disable=not sys.stderr.isatty())
+    # Reading, scoring and writing overlap: the next batch is decoded and the previous one
+    # encoded while the kernel scores the current one (all three release the GIL).
+    batches = prefetch(source.iter_batches(batch_size=batch_size, columns=wanted))
     try:
-        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:
-            for batch in source.iter_batches(batch_size=batch_size, columns=wanted):
-                scored = engine.score(batch, threads=threads)
-                writer.write_batch(scored.select(out_schema.names))
-                progress.update(batch.num_rows)
+        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer, \
+                ThreadPoolExecutor(1, thread_name_prefix="kdsl-write") as write:
+            pending = None
+            try:
+                for batch in batches:
+                    scored = engine.score(batch, threads=threads).select(out_schema.names)
+                    if pending is not None:
+                        pending.result()
+                    pending = write.submit(writer.write_batch, scored)
+                    progress.update(batch.num_rows)
+            finally:
+                if pending is not None:  # the file is closed only after its last write
+                    pending.result()
     except InputError as error:
         raise InputProblem(f"{input_path}: {error}") from None
     finally:
+        batches.close()
         progress.close()
     click.echo(f"scored {source.metadata.num_rows} rows -> {output}", err=True)
 
