@@ -9,5 +9,6 @@ from kdsl.cli.common import main
 from kdsl.cli import rules, scoring  # noqa: F401  (they register their commands on main)
 from kdsl.cli import evaluate  # noqa: F401
 from kdsl.cli import data  # noqa: F401
+from kdsl.cli import ocr  # noqa: F401
 
 __all__ = ["main"]
