@@ -1,0 +1,72 @@
+"""``kdsl mine``: rules mined from labelled rows, written as a checked ``.kdsl`` file."""
+
+import sys
+
+import click
+
+from kdsl.cli.common import InputProblem, main, read_parquet
+
+PROPOSERS = ("ngram",)  # `llm` (a model proposing predicates) is planned, not built
+
+
+@main.command()
+@click.argument("train", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="The .kdsl file to write.")
+@click.option("--task", default="intent", show_default=True, help="Mine the rows of this task (intent or scene).")
+@click.option("--validation", type=click.Path(), help="Labelled rows to validate on (else a share of TRAIN is held out).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--max-predicates", default=5, show_default=True, type=click.IntRange(1, 20))
+@click.option("--min-reward", default=0.8, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--top-k", default=40, show_default=True, type=click.IntRange(1), help="Candidate predicates per label.")
+@click.option("--iterations", default=300, show_default=True, type=click.IntRange(1), help="MCTS iterations per label.")
+@click.option("--proposer", default="ngram", show_default=True,
+              help="Where candidate predicates come from; only 'ngram' exists so far.")
+def mine(train, output, task, validation, seed, max_predicates, min_reward, top_k, iterations, proposer):
+    """Mine rules for TRAIN's rows of one task (MCTS over n-gram predicates) into a .kdsl file."""
+    from kdsl.mining.pipeline import MiningConfig, mine as mine_rules
+    from kdsl.mining.writer import write
+
+    if proposer not in PROPOSERS:
+        raise InputProblem(f"unknown --proposer '{proposer}'; available: {', '.join(PROPOSERS)} "
+                           "(the llm proposer is not built yet)")
+    rows = _labelled_rows(train, task)
+    held = _labelled_rows(validation, task) if validation else None
+    config = MiningConfig(seed=seed, max_predicates=max_predicates, min_reward=min_reward,
+                          top_k=top_k, iterations=iterations)
+    labels = sorted({r["label"] for r in rows})
+    with _progress(len(labels)) as bar:
+        result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1))
+    write(output, task, result.labels, result.rules)
+    _print_summary(result)
+    click.echo(f"wrote {len(result.rules)} rules for {len(result.labels)} labels -> {output}")
+
+
+def _labelled_rows(path, task) -> list[dict]:
+    """The rows of ``task`` that have a label, with their text fields."""
+    table = read_parquet(path).read()
+    if "label" not in table.schema.names:
+        raise InputProblem(f"{path}: no 'label' column; mining needs labelled rows")
+    if not any(f in table.schema.names for f in ("user", "agent", "ocr")):
+        raise InputProblem(f"{path}: no text column (user, agent or ocr) to mine")
+    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in table.schema.names]
+    rows = [r for r in table.select(columns).to_pylist()
+            if r["label"] is not None and r.get("task", task) == task]
+    if not rows:
+        raise InputProblem(f"{path}: no labelled rows of task '{task}'")
+    return rows
+
+
+def _progress(total):
+    """A tqdm bar on a terminal; elsewhere a bar that draws nothing."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="mining", unit="label", disable=not sys.stderr.isatty())
+
+
+def _print_summary(result) -> None:
+    width = max([len(s.label) for s in result.summary] + [5])
+    click.echo(f"{'label':<{width}}  rules  train rows  coverage  held-out matched  held-out precision")
+    for s in result.summary:
+        precision = "-" if s.held_out_precision is None else f"{s.held_out_precision:.2f}"
+        click.echo(f"{s.label:<{width}}  {s.rules:>5}  {s.training_rows:>10}  {s.coverage:>8.2f}  "
+                   f"{s.held_out_fired:>16}  {precision:>18}")

@@ -1,0 +1,52 @@
+"""Which rows each predicate holds for, computed once with the compiled engine, as bitsets.
+
+Every distinct predicate becomes one rule; ``Engine.matches`` evaluates them all in one pass;
+each column of its result becomes a Python int whose bit i is row i. A conjunction's rows are
+then the AND of its predicates' ints, and counting them is ``int.bit_count()``: the search never
+goes back to the text, and what it counts is exactly what the engine will do with the rule.
+
+    >>> from kdsl.dsl import ast
+    >>> has = ast.Has(ast.Field("user"), "one", ("漏水",))
+    >>> rows = [{"user": "洗衣机漏水"}, {"user": "排水"}, {"user": "又漏水了"}]
+    >>> [bin(b) for b in predicate_bits([has, ast.Not(has)], rows, "intent")]
+    ['0b101', '0b10']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from kdsl.dsl import ast
+from kdsl.dsl.checker import check
+from kdsl.engine import Engine
+
+TEXT_FIELDS = ("user", "agent", "ocr")
+
+
+def predicate_bits(predicates: list[ast.Condition], rows: list[dict], task: str) -> list[int]:
+    """One bitset per predicate over ``rows`` (dicts with text fields; all taken to be of
+    ``task``). Predicates may repeat; each is evaluated once."""
+    distinct = list(dict.fromkeys(predicates))
+    if not distinct:
+        return []
+    rules = tuple(ast.Rule(f"p{i}", task, "_", predicate) for i, predicate in enumerate(distinct))
+    engine = Engine(check([ast.Program("<mining>", "", rules)]))
+    table = pa.table({"task": pa.array([task] * len(rows), pa.string()),
+                      **{f: pa.array([r.get(f) for r in rows], pa.string()) for f in TEXT_FIELDS}})
+    fired = engine.matches(table)
+    rank = {rule.name: k for k, rule in enumerate(engine.plan.rules)}
+    bits = {predicate: to_bits(fired[:, rank[f"p{i}"]]) for i, predicate in enumerate(distinct)}
+    return [bits[p] for p in predicates]
+
+
+def to_bits(mask: np.ndarray) -> int:
+    """A boolean vector as an int, element i at bit i."""
+    return int.from_bytes(np.packbits(np.asarray(mask, bool), bitorder="little").tobytes(), "little")
+
+
+def rows_where(bits: int) -> list[int]:
+    """Indices of the set bits, ascending."""
+    mask = np.unpackbits(np.frombuffer(bits.to_bytes((bits.bit_length() + 7) // 8, "little"), np.uint8),
+                         bitorder="little")
+    return np.flatnonzero(mask).tolist()

@@ -1,0 +1,166 @@
+"""Candidate predicates per label: the building blocks the rule search combines.
+
+For each label, character n-grams (2 to 4 characters; Chinese has no word boundaries) of the
+text fields of its training rows are scored against the rows of every other label: ``support``
+is how many of the label's rows contain the n-gram, ``precision`` the share of all rows
+containing it that have the label, and the score is the Wilson lower bound of that precision, so
+that a frequent, fairly precise n-gram beats one seen once. The best ``top_k`` per label become
+``FIELD has "ngram"`` predicates.
+
+Labels that share many n-grams are *confusable* (是否好用 and 功效功能 talk about the same
+products); for those, ``not FIELD has "ngram"`` predicates exclude words typical of the
+confusable label that the label itself rarely uses.
+
+    >>> rows = [{"user": "洗衣机漏水了", "label": "漏水"}, {"user": "底下漏水", "label": "漏水"},
+    ...         {"user": "怎么排水", "label": "排水"}, {"user": "排水管在哪", "label": "排水"}]
+    >>> [c.text for c in propose(rows, top_k=2)["漏水"]]
+    ['user has "漏水"']
+
+N-grams found in exactly the same rows (会有, 会有货, 会有货吗) are one candidate, the shortest:
+they cannot be told apart on the training rows, and the shortest generalises best.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from kdsl.dsl import ast
+from kdsl.dsl.formatter import format_condition
+from kdsl.dsl.text import normalize_text
+from kdsl.mining.scoring import wilson_lower_bound
+
+TEXT_FIELDS = ("user", "agent", "ocr")
+NGRAM_SIZES = (2, 3, 4)
+_MASK = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A predicate proposed for ``label``, with how it did on the training rows.
+
+    For a ``not`` form, ``support`` counts the confusable rows it excludes and ``precision`` is
+    the share of the label's own rows it keeps.
+    """
+
+    label: str
+    predicate: ast.Condition
+    support: int
+    precision: float
+    score: float
+
+    @property
+    def text(self) -> str:
+        return format_condition(self.predicate)
+
+
+def ngrams(text: str | None, sizes=NGRAM_SIZES) -> set[str]:
+    """The distinct character n-grams of the normalised ``text`` made only of letters and digits
+    (CJK characters count as letters): punctuation and line breaks separate words and turns.
+
+    >>> sorted(ngrams("漏水！", sizes=(2,)))
+    ['漏水']
+    """
+    text = normalize_text(text)
+    found = set()
+    for n in sizes:
+        for i in range(len(text) - n + 1):
+            gram = text[i : i + n]
+            if gram.isalnum():
+                found.add(gram)
+    return found
+
+
+def row_features(row: dict, fields=TEXT_FIELDS) -> set[tuple[str, str]]:
+    """(field, n-gram) pairs of one row."""
+    return {(field, gram) for field in fields for gram in ngrams(row.get(field))}
+
+
+def propose(rows: list[dict], top_k: int = 40, min_support: int = 2, confusable: int = 3,
+            negations: int | None = None, fields=TEXT_FIELDS) -> dict[str, list[Candidate]]:
+    """The best ``top_k`` positive candidates of every label of ``rows`` (dicts with ``label``
+    and text fields), then up to ``negations`` (default ``top_k // 4``) ``not`` forms drawn from
+    its ``confusable`` most similar labels. Deterministic: ties break on the predicate's text."""
+    negations = top_k // 4 if negations is None else negations
+    label_rows: Counter = Counter(r["label"] for r in rows)
+    per_label: dict[str, Counter] = defaultdict(Counter)
+    overall: Counter = Counter()
+    # The sum of random 64-bit keys of the rows containing a feature: equal sums mean (but for
+    # a 2^-64 chance) equal row sets, without keeping the sets.
+    rows_signature: dict[tuple[str, str], int] = defaultdict(int)
+    keys = random.Random("kdsl-candidates")
+    for row in rows:
+        features = row_features(row, fields)
+        per_label[row["label"]].update(features)
+        overall.update(features)
+        key = keys.getrandbits(64)
+        for feature in features:
+            rows_signature[feature] = (rows_signature[feature] + key) & _MASK
+
+    def precise(label: str) -> list[Candidate]:
+        scored = []
+        for (field, gram), support in per_label[label].items():
+            if support >= min(min_support, label_rows[label]):
+                total = overall[field, gram]
+                scored.append(Candidate(label, _has(field, gram), support, support / total,
+                                        wilson_lower_bound(support, total)))
+        distinct, seen = [], set()
+        for candidate in sorted(scored, key=_rank):
+            has = candidate.predicate
+            signature = rows_signature[has.field.name, has.literals[0]]
+            if signature not in seen:
+                seen.add(signature)
+                distinct.append(candidate)
+        return distinct
+
+    positives = {label: precise(label) for label in sorted(label_rows)}
+    proposals = {}
+    for label, ranked in positives.items():
+        chosen = ranked[:top_k]
+        for other in _confusable(label, per_label, label_rows, confusable):
+            chosen += _negations(label, positives[other], per_label[label], label_rows[label],
+                                 negations, chosen)
+        proposals[label] = chosen
+    return proposals
+
+
+def _negations(label, typical: list[Candidate], own: Counter, own_rows: int, limit: int,
+               taken: list[Candidate]) -> list[Candidate]:
+    """``not`` forms of the n-grams typical of a confusable label that ``label``'s rows rarely
+    contain (at most one in ten), best first."""
+    seen = {c.predicate for c in taken}
+    found = []
+    for candidate in typical:
+        if len(found) >= limit:
+            break
+        has = candidate.predicate
+        inside = own[has.field.name, has.literals[0]]
+        negation = ast.Not(has)
+        if inside * 10 <= own_rows and negation not in seen:
+            kept = 1 - inside / own_rows
+            found.append(Candidate(label, negation, candidate.support, kept, candidate.score * kept))
+    return found
+
+
+def _confusable(label: str, per_label: dict[str, Counter], label_rows: Counter, count: int) -> list[str]:
+    """The ``count`` labels whose frequent n-grams overlap most with ``label``'s (Jaccard)."""
+    def frequent(name):  # n-grams in at least a fifth of the label's rows: its usual wording
+        return {f for f, n in per_label[name].items() if n * 5 >= label_rows[name]}
+
+    mine = frequent(label)
+    overlaps = []
+    for other in sorted(per_label):
+        if other != label:
+            theirs = frequent(other)
+            union = len(mine | theirs)
+            overlaps.append((-(len(mine & theirs) / union if union else 0.0), other))
+    return [other for overlap, other in sorted(overlaps)[:count] if overlap < 0]
+
+
+def _has(field: str, gram: str) -> ast.Has:
+    return ast.Has(ast.Field(field), "one", (gram,))
+
+
+def _rank(candidate: Candidate):
+    return (-candidate.score, -candidate.support, len(candidate.text), candidate.text)
