@@ -10,6 +10,7 @@ from kdsl.cli import rules, scoring  # noqa: F401  (they register their commands
 from kdsl.cli import evaluate  # noqa: F401
 from kdsl.cli import data  # noqa: F401
 from kdsl.cli import ocr  # noqa: F401
+from kdsl.cli import models  # noqa: F401
 from kdsl.cli import mine  # noqa: F401
 
 __all__ = ["main"]

@@ -1,0 +1,47 @@
+"""The model side: adapters that turn a record table into ``model_label`` / ``model_score`` /
+``model_topk`` columns, for the rule engine to override.
+
+Adapters are found by name, so that a model directory (whose ``config.json`` names its adapter)
+loads without the caller knowing which kind it is. Modules are imported on first use: the
+``precomputed`` adapter must not pay for importing torch.
+
+    >>> sorted(ADAPTERS)
+    ['baseline', 'precomputed']
+    >>> adapter_class("precomputed").name
+    'precomputed'
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from kdsl.adapters.base import Adapter, AdapterError
+
+# name -> "module:class"; qwen2vl joins here when it exists.
+ADAPTERS = {
+    "baseline": "kdsl.adapters.baseline:BaselineAdapter",
+    "precomputed": "kdsl.adapters.precomputed:PrecomputedAdapter",
+}
+
+
+def adapter_class(name: str) -> type[Adapter]:
+    """The adapter class registered as ``name``; AdapterError for an unknown name."""
+    try:
+        module, _, cls = ADAPTERS[name].partition(":")
+    except KeyError:
+        raise AdapterError(f"unknown adapter {name!r}; known: {', '.join(sorted(ADAPTERS))}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def load(model_dir) -> Adapter:
+    """Load a saved model directory, whatever its adapter.
+
+    >>> adapter = load("model/")                 # doctest: +SKIP
+    >>> scored = adapter.predict(table)          # doctest: +SKIP
+    """
+    from kdsl.adapters.storage import read_config
+
+    return adapter_class(read_config(model_dir)["adapter"]).load(model_dir)
+
+
+__all__ = ["ADAPTERS", "Adapter", "AdapterError", "adapter_class", "load"]

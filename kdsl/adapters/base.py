@@ -1,0 +1,101 @@
+"""What every adapter does, and the helpers they share.
+
+An adapter is trained from a record table (or, for ``precomputed``, only told the labels), saved
+to a model directory and loaded back, and adds three columns to a table:
+
+- ``model_label`` (string): the chosen label, always one of the row's own task;
+- ``model_score`` (float32): the probability of that label;
+- ``model_topk`` (list<struct<label: string, score: float32>>): the best labels, best first.
+
+A row whose task the model does not know gets nulls. Labels per task come from the training
+data's ``label`` column, or are given (``labels={"intent": [...], "scene": [...]}``).
+
+    >>> import pyarrow as pa
+    >>> labels_by_task(pa.table({"task": ["intent", "scene", "intent"], "label": ["b", "x", "a"]}))
+    {'intent': ['a', 'b'], 'scene': ['x']}
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import pyarrow as pa
+
+TOPK_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
+PREDICTION_FIELDS = [
+    pa.field("model_label", pa.string()),
+    pa.field("model_score", pa.float32()),
+    pa.field("model_topk", TOPK_TYPE),
+]
+PREDICTION_COLUMNS = [f.name for f in PREDICTION_FIELDS]
+
+
+class AdapterError(ValueError):
+    """Input an adapter cannot use (a missing column, a label outside its task, a bad model
+    directory). The CLI reports it as ``error: ...`` with exit status 2."""
+
+
+class Adapter(ABC):
+    """Train, save, load, predict. Subclasses register in ``kdsl.adapters.ADAPTERS``."""
+
+    name: ClassVar[str]
+    labels: dict[str, list[str]]  # task -> its labels, sorted
+
+    @classmethod
+    @abstractmethod
+    def train(cls, table: pa.Table, labels: dict[str, list[str]] | None = None, **options) -> Adapter:
+        """A new adapter fitted to the labelled rows of ``table``."""
+
+    @abstractmethod
+    def save(self, directory) -> None:
+        """Write the model directory atomically (config.json, and weights.safetensors if any)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory) -> Adapter:
+        """The adapter saved in ``directory``."""
+
+    @abstractmethod
+    def predict(self, table: pa.Table, images=None) -> pa.Table:
+        """``table`` with the prediction columns added (replacing any already there).
+        ``images``: the data root that ``image_paths`` are relative to; adapters that read no
+        images ignore it."""
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        """The schema ``predict`` gives for input of ``schema``."""
+        kept = [f for f in schema if f.name not in PREDICTION_COLUMNS]
+        return pa.schema(kept + PREDICTION_FIELDS)
+
+
+def labels_by_task(table: pa.Table, given: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Every task's labels: those given, plus those its labelled rows use, sorted."""
+    for column in ("task", "label"):
+        if column not in table.column_names:
+            raise AdapterError(f"training data has no {column!r} column")
+    found: dict[str, set[str]] = {task: set(labels) for task, labels in (given or {}).items()}
+    for task, label in zip(table.column("task").to_pylist(), table.column("label").to_pylist()):
+        if task is not None and label is not None:
+            found.setdefault(task, set()).add(label)
+    if not any(found.values()):
+        raise AdapterError("training data has no labelled row")
+    return {task: sorted(labels) for task, labels in sorted(found.items()) if labels}
+
+
+def row_tasks(table: pa.Table, known: dict[str, list[str]]) -> list[str | None]:
+    """The task of every row. Without a ``task`` column, every row is of the model's one task
+    (a model of several tasks cannot tell which applies, so that is an error)."""
+    if "task" in table.column_names:
+        return table.column("task").to_pylist()
+    if len(known) == 1:
+        return [next(iter(known))] * table.num_rows
+    raise AdapterError(f"no 'task' column, and the model knows several tasks ({', '.join(known)})")
+
+
+def with_predictions(table: pa.Table, labels: list, scores: list, topk: list) -> pa.Table:
+    """``table`` with the three prediction columns set (old ones dropped)."""
+    kept = table.drop_columns([c for c in PREDICTION_COLUMNS if c in table.column_names])
+    arrays = [pa.array(labels, pa.string()), pa.array(scores, pa.float32()), pa.array(topk, TOPK_TYPE)]
+    for field, array in zip(PREDICTION_FIELDS, arrays):
+        kept = kept.append_column(field, array)
+    return kept

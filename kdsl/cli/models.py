@@ -1,0 +1,96 @@
+"""Commands for the model side: ``train`` a model directory, ``predict`` with it.
+
+    kdsl train train.parquet -o model/ --images data/images --epochs 25 --tasks joint
+    kdsl predict dev.parquet -m model/ -o dev.pred.parquet --images data/images
+
+``predict`` adds ``model_label``, ``model_score`` and ``model_topk``; ``kdsl score`` then lets
+rules override them, and ``kdsl eval`` scores the result.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from kdsl.cli.common import InputProblem, main, read_parquet
+
+
+@main.command()
+@click.argument("input_path", metavar="TRAIN.parquet", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("--adapter", "adapter_name", default="baseline", show_default=True,
+              help="Which adapter: baseline, precomputed.")
+@click.option("--images", "images_root", default=None, type=click.Path(), metavar="DIR",
+              help="The data root that `image_paths` are relative to (without it, images are not used).")
+@click.option("--epochs", default=None, type=click.IntRange(1), help="Training epochs (baseline; default 25).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--tasks", "task_mode", default="joint", show_default=True, type=click.Choice(["joint", "separate"]),
+              help="One network for both tasks, or one per task (baseline).")
+def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode):
+    """Train a model on the labelled rows of TRAIN.parquet and save it to a directory."""
+    from kdsl.adapters import AdapterError, adapter_class
+
+    table = read_parquet(input_path).read()
+    if images_root is not None and not Path(images_root).is_dir():
+        raise InputProblem(f"{images_root}: no such directory")
+    try:
+        cls = adapter_class(adapter_name)
+        if adapter_name == "baseline":
+            options = {"seed": seed, "tasks": task_mode, "images": images_root}
+            if epochs is not None:
+                options["epochs"] = epochs
+            if images_root is None and "image_paths" in table.column_names:
+                click.echo("note: no --images given; the image branch sees no images", err=True)
+            log = (lambda line: click.echo(line, err=True)) if sys.stderr.isatty() else None
+            started = time.perf_counter()
+            adapter = cls.train(table, log=log, **options)
+        else:
+            started = time.perf_counter()
+            adapter = cls.train(table)
+        adapter.save(output)
+    except AdapterError as error:
+        raise InputProblem(f"{input_path}: {error}") from None
+    labels = ", ".join(f"{task}: {len(names)} labels" for task, names in adapter.labels.items())
+    click.echo(f"trained {adapter_name} on {table.num_rows} rows ({labels}) in "
+               f"{time.perf_counter() - started:.1f}s -> {output}", err=True)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT.parquet", type=click.Path())
+@click.option("-m", "--model", "model_dir", required=True, type=click.Path(), help="A model directory from `kdsl train`.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
+@click.option("--images", "images_root", default=None, type=click.Path(), metavar="DIR",
+              help="The data root that `image_paths` are relative to.")
+@click.option("--batch-size", default=4096, show_default=True, type=click.IntRange(1))
+def predict(input_path, model_dir, output, images_root, batch_size):
+    """Add model_label, model_score and model_topk to every row, streaming batches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import kdsl.adapters
+    from kdsl.adapters import AdapterError
+    from kdsl.io import atomic_path
+
+    if Path(output).resolve() == Path(input_path).resolve():
+        raise InputProblem("the output would overwrite the input; choose another -o")
+    if images_root is not None and not Path(images_root).is_dir():
+        raise InputProblem(f"{images_root}: no such directory")
+    try:
+        adapter = kdsl.adapters.load(model_dir)
+    except AdapterError as error:
+        raise InputProblem(str(error)) from None
+    source = read_parquet(input_path)
+    schema = adapter.output_schema(source.schema_arrow)
+    rows = 0
+    try:
+        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+            for batch in source.iter_batches(batch_size=batch_size):
+                predicted = adapter.predict(pa.Table.from_batches([batch]), images=images_root)
+                writer.write_table(predicted.select(schema.names).cast(schema))
+                rows += batch.num_rows
+    except AdapterError as error:
+        raise InputProblem(f"{input_path}: {error}") from None
+    click.echo(f"predicted {rows} rows -> {output}", err=True)

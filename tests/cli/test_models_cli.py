@@ -1,0 +1,93 @@
+"""``kdsl train`` and ``kdsl predict``: end to end, and bad input as ``error: ...`` exit 2."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kdsl.cli import main
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def data(tmp_path):
+    """(train.parquet, image root): 8 intent rows and 4 scene rows with one image each."""
+    root = tmp_path / "images"
+    root.mkdir()
+    rows = [{"id": f"i{i}", "task": "intent", "user": ["我要退款", "何时发货"][i % 2],
+             "image_paths": [], "label": ["退款", "发货"][i % 2]} for i in range(8)]
+    for i in range(4):
+        Image.new("RGB", (20, 40), [(255, 0, 0), (0, 0, 255)][i % 2]).save(root / f"s{i}.png")
+        rows.append({"id": f"s{i}", "task": "scene", "user": None, "image_paths": [f"s{i}.png"],
+                     "label": ["红", "蓝"][i % 2]})
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path, root
+
+
+def test_train_then_predict_end_to_end(data, tmp_path):
+    train, root = data
+    code, out = run("train", train, "-o", tmp_path / "model", "--images", root, "--epochs", "2", "--seed", "3")
+    assert code == 0, out
+    assert "trained baseline on 12 rows (intent: 2 labels, scene: 2 labels)" in out
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["settings"]["seed"] == 3
+    code, out = run("predict", train, "-m", tmp_path / "model", "-o", tmp_path / "pred.parquet",
+                    "--images", root, "--batch-size", "5")
+    assert code == 0, out
+    table = pq.read_table(tmp_path / "pred.parquet")
+    assert table.num_rows == 12
+    assert table.column_names[-3:] == ["model_label", "model_score", "model_topk"]
+    for row in table.to_pylist():
+        assert row["model_label"] in ({"退款", "发货"} if row["task"] == "intent" else {"红", "蓝"})
+
+
+def test_separate_tasks_and_the_precomputed_adapter(data, tmp_path):
+    train, _ = data
+    code, out = run("train", train, "-o", tmp_path / "sep", "--epochs", "1", "--tasks", "separate")
+    assert code == 0, out
+    assert json.loads((tmp_path / "sep" / "config.json").read_text())["networks"] == ["intent", "scene"]
+    code, out = run("train", train, "-o", tmp_path / "pre", "--adapter", "precomputed")
+    assert code == 0, out
+    log = pa.table({"id": ["a"], "task": ["intent"], "model_label": ["退款"], "model_score": [0.5]})
+    pq.write_table(log, tmp_path / "log.parquet")
+    code, out = run("predict", tmp_path / "log.parquet", "-m", tmp_path / "pre", "-o", tmp_path / "p.parquet")
+    assert code == 0, out
+    assert pq.read_table(tmp_path / "p.parquet").column("model_topk").to_pylist() == [[{"label": "退款", "score": 0.5}]]
+
+
+def test_a_rejected_prediction_leaves_no_output(data, tmp_path):
+    train, _ = data
+    run("train", train, "-o", tmp_path / "pre", "--adapter", "precomputed")
+    log = pa.table({"id": ["a"], "task": ["intent"], "model_label": ["红"]})
+    pq.write_table(log, tmp_path / "log.parquet")
+    code, out = run("predict", tmp_path / "log.parquet", "-m", tmp_path / "pre", "-o", tmp_path / "p.parquet")
+    assert code == 2 and "error:" in out and "'红' is not a intent label" in out
+    assert not (tmp_path / "p.parquet").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".p.parquet")]
+
+
+@pytest.mark.parametrize("case", ["missing input", "not parquet", "no model", "no label", "bad adapter",
+                                  "no images dir"])
+def test_bad_input_exits_2_with_an_error_line(data, tmp_path, case):
+    train, _ = data
+    (tmp_path / "junk.parquet").write_text("not parquet")
+    pq.write_table(pa.table({"id": ["a"], "task": ["intent"]}), tmp_path / "unlabelled.parquet")
+    args = {
+        "missing input": ["train", tmp_path / "nope.parquet", "-o", tmp_path / "m"],
+        "not parquet": ["train", tmp_path / "junk.parquet", "-o", tmp_path / "m"],
+        "no model": ["predict", train, "-m", tmp_path / "nothing", "-o", tmp_path / "o.parquet"],
+        "no label": ["train", tmp_path / "unlabelled.parquet", "-o", tmp_path / "m"],
+        "bad adapter": ["train", train, "-o", tmp_path / "m", "--adapter", "qwen"],
+        "no images dir": ["train", train, "-o", tmp_path / "m", "--images", tmp_path / "nowhere"],
+    }[case]
+    code, out = run(*args)
+    assert code == 2, out
+    assert out.startswith("error: ") and "Traceback" not in out
+    assert not (tmp_path / "m").exists() and not (tmp_path / "o.parquet").exists()
