@@ -239,15 +239,16 @@ class Engine:
         """Outputs for one record (a dict of column -> value; a missing key is null).
 
         >>> engine.predict({"user": "漏水了", "model_label": "是否好用"})   # doctest: +SKIP
-        {'intent': '反馈密封性不好', 'intent_rule': 'leak', 'intent_source': 'rule'}
+        {'intent': '反馈密封性不好', 'intent_rule': 'leak_feedback', 'intent_source': 'rule'}
         """
         plan = self.plan
-        texts = [normalize_text(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
+        normalized = [normalize_text(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
         # One buffer for all fields: field f of the single row is blob[bounds[f]:bounds[f + 1]].
-        blob = np.frombuffer("".join(texts).encode(), dtype=np.uint8)
-        bounds = np.array(list(itertools.accumulate((len(t.encode()) for t in texts), initial=0)), np.int64)
+        blob = np.frombuffer("".join(normalized).encode(), dtype=np.uint8)
+        bounds = np.array(list(itertools.accumulate((len(t.encode()) for t in normalized), initial=0)), np.int64)
         bounds.flags.writeable = False  # the kernel's signature takes read-only text buffers
-        lengths = dict(zip(plan.text_fields, map(len, texts)))
+        lengths = dict(zip(plan.text_fields, map(len, normalized)))
+
         def number(name, source):
             if source != "len":
                 return record.get(name)
