@@ -4,7 +4,10 @@
 - JDDC: 10 utterances per intent from jddc/dev.jsonl to mine on, the rest of dev.jsonl to measure.
 
 Precision = share of the rows a rule decides whose label is right; coverage = share of the rows
-a rule decides. Peer: RIPPER (the ``wittgenstein`` package) is a later step.
+a rule decides. Peer: RIPPER (the ``wittgenstein`` package), one-vs-rest per label over binary
+presence features of character 2-4-grams of ``user`` (and ``agent`` for tmm-sim), restricted to the
+top ``RIPPER_TOP`` n-grams per label by support in that label's training rows. A row is decided by
+RIPPER when exactly one label's ruleset fires (rows where several or none fire are undecided).
 """
 
 from __future__ import annotations
@@ -18,15 +21,68 @@ from collections import defaultdict
 from pathlib import Path
 
 import pyarrow as pa
+import wittgenstein as lw
 
 from kdsl.engine import loads
 from kdsl.mining.pipeline import MiningConfig, mine
 from kdsl.mining.writer import render
 
 DATA = Path(__file__).resolve().parents[1] / "../shared/data"
+RIPPER_TOP = 150  # n-grams per label, by support among that label's training rows
 
 
-def evaluate(rows: list[dict], train: list[dict], task: str = "intent") -> dict:
+def _grams(row: dict, fields: tuple[str, ...]) -> set[str]:
+    out = set()
+    for f in fields:
+        text = row.get(f) or ""
+        for n in (2, 3, 4):
+            out.update(f"{f}:{text[i:i + n]}" for i in range(len(text) - n + 1))
+    return out
+
+
+def ripper(rows: list[dict], train: list[dict], fields: tuple[str, ...]) -> dict:
+    """One-vs-rest RIPPER per label; a row is decided when exactly one label's ruleset fires."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    train_grams = [_grams(r, fields) for r in train]
+    labels = sorted({r["label"] for r in train})
+    models, n_rules = {}, 0
+    for label in labels:
+        support = defaultdict(int)
+        for r, g in zip(train, train_grams):
+            if r["label"] == label:
+                for x in g:
+                    support[x] += 1
+        feats = sorted(support, key=lambda x: (-support[x], x))[:RIPPER_TOP]
+        df = pd.DataFrame([[x in g for x in feats] for g in train_grams], columns=feats).astype(int).astype(str)
+        df["y"] = [int(r["label"] == label) for r in train]
+        clf = lw.RIPPER(random_state=0)
+        clf.fit(df, class_feat="y", pos_class=1)
+        models[label] = (clf, feats)
+        n_rules += len(clf.ruleset_.rules)
+    seconds = time.perf_counter() - started
+    test_grams = [_grams(r, fields) for r in rows]
+    fired = defaultdict(list)
+    for label, (clf, feats) in models.items():
+        if not clf.ruleset_.rules:
+            continue
+        X = pd.DataFrame([[x in g for x in feats] for g in test_grams], columns=feats).astype(int).astype(str)
+        for i, hit in enumerate(clf.predict(X)):
+            if hit:
+                fired[i].append(label)
+    decided = [(fired[i][0], r["label"]) for i, r in enumerate(rows) if len(fired[i]) == 1]
+    return {"rules": n_rules, "mining_s": round(seconds, 2),
+            "precision": round(sum(p == t for p, t in decided) / len(decided), 3) if decided else None,
+            "coverage": round(len(decided) / len(rows), 3),
+            "labels_with_rules": sum(1 for c, _ in models.values() if c.ruleset_.rules), "labels": len(labels)}
+
+
+def evaluate(rows: list[dict], train: list[dict], fields: tuple[str, ...], task: str = "intent") -> dict:
+    return {"kdsl": kdsl(rows, train, task), "ripper": ripper(rows, train, fields)}
+
+
+def kdsl(rows: list[dict], train: list[dict], task: str = "intent") -> dict:
     started = time.perf_counter()
     result = mine(train, task, MiningConfig())
     seconds = time.perf_counter() - started
@@ -55,7 +111,7 @@ def tmm_sim() -> dict:
             out = f"{tmp}/{split}.parquet"
             CliRunner().invoke(main, ["import", "tianchi", str(DATA / "tmm-sim" / f"{split}.json"), "-o", out])
             tables[split] = [r for r in pq.read_table(out).to_pylist() if r["task"] == "intent"]
-    return evaluate(tables["dev"], tables["train"])
+    return evaluate(tables["dev"], tables["train"], ("user", "agent"))
 
 
 def jddc(per_label: int = 10, seed: int = 0) -> dict:
@@ -66,10 +122,14 @@ def jddc(per_label: int = 10, seed: int = 0) -> dict:
         by_label[r["label"]].append(r)
     rng = random.Random(seed)
     train_ids = {r["id"] for label in sorted(by_label) for r in rng.sample(by_label[label], per_label)}
-    return evaluate([r for r in rows if r["id"] not in train_ids], [r for r in rows if r["id"] in train_ids])
+    return evaluate([r for r in rows if r["id"] not in train_ids], [r for r in rows if r["id"] in train_ids], ("user",))
 
 
 if __name__ == "__main__":
+    print(f"wittgenstein {lw.__version__} (RIPPER, top {RIPPER_TOP} char 2-4-grams per label, one-vs-rest)")
+    print(f"{'dataset':38} {'miner':7} {'precision':>9} {'coverage':>8} {'rules':>5} {'labels w/ rules':>15} {'mining_s':>8}")
     for name, run in (("tmm-sim intent (train -> dev)", tmm_sim), ("jddc (10 per intent -> rest of dev)", jddc)):
-        print(name, json.dumps(run(), ensure_ascii=False))
-        sys.stdout.flush()
+        for miner, m in run().items():
+            print(f"{name:38} {miner:7} {str(m['precision']):>9} {m['coverage']:>8} {m['rules']:>5} "
+                  f"{str(m['labels_with_rules']) + '/' + str(m['labels']):>15} {m['mining_s']:>8}")
+            sys.stdout.flush()
