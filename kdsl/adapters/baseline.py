@@ -129,13 +129,18 @@ class BaselineAdapter(Adapter):
                     continue
                 classes = _classes(self.labels, key)
                 member_tasks = [tasks[start + i] for i in members]
-                probabilities = _probabilities(network, self.settings, classes, [text[i] for i in members],
-                                               [thumbnails[i] for i in members], member_tasks)
+                encoded = encode([text[i] for i in members], [thumbnails[i] for i in members],
+                                 self.settings.image_size)
+                probabilities = self._probabilities(network, encoded, _mask(classes, member_tasks).numpy())
                 for row, task, p in zip(members, member_tasks, probabilities):
                     best = _top(p, classes, task, self.settings.top_k)
                     labels[start + row], scores[start + row] = best[0]["label"], best[0]["score"]
                     topk[start + row] = best
         return with_predictions(table, labels, scores, topk)
+
+    def _probabilities(self, network, encoded, mask: np.ndarray) -> np.ndarray:
+        """Class probabilities (rows × classes) of one batch; the ONNX runtime overrides it."""
+        return _probabilities(network, encoded, mask)
 
     # ------------------------------------------------------------------------------- storage
 
@@ -150,6 +155,8 @@ class BaselineAdapter(Adapter):
     @classmethod
     def load(cls, directory) -> BaselineAdapter:
         config = read_config(directory)
+        if config.get("runtime") == "onnx":
+            raise AdapterError(f"{directory}: an ONNX export of a baseline model; run it with --runtime onnx")
         try:
             settings = Settings(**config["settings"])
             labels = config["labels"]
@@ -234,10 +241,9 @@ def _fit(settings, classes, text, thumbnails, tasks, targets, log, name) -> Base
 
 
 @torch.no_grad()
-def _probabilities(network, settings, classes, text, thumbnails, tasks) -> np.ndarray:
+def _probabilities(network, encoded, mask: np.ndarray) -> np.ndarray:
     network.eval()
-    encoded = encode(text, thumbnails, settings.image_size)
-    return network(**_inputs(encoded), mask=_mask(classes, tasks)).softmax(-1).numpy()
+    return network(**_inputs(encoded), mask=torch.from_numpy(mask)).softmax(-1).numpy()
 
 
 def _top(probabilities: np.ndarray, classes, task: str, k: int) -> list[dict]:

@@ -2,6 +2,8 @@
 
     kdsl train train.parquet -o model/ --images data/images --epochs 25 --tasks joint
     kdsl predict dev.parquet -m model/ -o dev.pred.parquet --images data/images
+    kdsl export-onnx model/ -o model.onnx/
+    kdsl predict dev.parquet -m model.onnx/ --runtime onnx -o dev.pred.parquet --images data/images
 
 ``predict`` adds ``model_label``, ``model_score`` and ``model_topk``; ``kdsl score`` then lets
 rules override them, and ``kdsl eval`` scores the result.
@@ -65,7 +67,10 @@ def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode
 @click.option("--images", "images_root", default=None, type=click.Path(), metavar="DIR",
               help="The data root that `image_paths` are relative to.")
 @click.option("--batch-size", default=4096, show_default=True, type=click.IntRange(1))
-def predict(input_path, model_dir, output, images_root, batch_size):
+@click.option("--runtime", default="torch", show_default=True, type=click.Choice(["torch", "onnx"]),
+              help="torch: a model directory from `kdsl train`; onnx: a directory from `kdsl export-onnx`, "
+                   "run by onnxruntime (on CUDA when onnxruntime-gpu finds a GPU, else the CPU).")
+def predict(input_path, model_dir, output, images_root, batch_size, runtime):
     """Add model_label, model_score and model_topk to every row, streaming batches."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -79,7 +84,12 @@ def predict(input_path, model_dir, output, images_root, batch_size):
     if images_root is not None and not Path(images_root).is_dir():
         raise InputProblem(f"{images_root}: no such directory")
     try:
-        adapter = kdsl.adapters.load(model_dir)
+        if runtime == "onnx":
+            from kdsl.adapters.onnx_export import OnnxBaselineAdapter
+
+            adapter = OnnxBaselineAdapter.load(model_dir)
+        else:
+            adapter = kdsl.adapters.load(model_dir)
     except AdapterError as error:
         raise InputProblem(str(error)) from None
     source = read_parquet(input_path)
@@ -93,4 +103,26 @@ def predict(input_path, model_dir, output, images_root, batch_size):
                 rows += batch.num_rows
     except AdapterError as error:
         raise InputProblem(f"{input_path}: {error}") from None
-    click.echo(f"predicted {rows} rows -> {output}", err=True)
+    # With onnx, the providers onnxruntime actually uses (CUDA may be asked for and not given).
+    engine = f" (onnxruntime: {', '.join(adapter.providers)})" if runtime == "onnx" else ""
+    click.echo(f"predicted {rows} rows{engine} -> {output}", err=True)
+
+
+@main.command("export-onnx")
+@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Directory to write: the .onnx file(s) and config.json (labels, feature settings).")
+def export_onnx(model_dir, output):
+    """Export a baseline model directory to ONNX, for `kdsl predict --runtime onnx`."""
+    from kdsl.adapters import AdapterError
+    from kdsl.adapters.onnx_export import export
+
+    if Path(output).resolve() == Path(model_dir).resolve():
+        raise InputProblem("the export would replace the model; choose another -o")
+    started = time.perf_counter()
+    try:
+        files = export(model_dir, output)
+    except AdapterError as error:
+        raise InputProblem(str(error)) from None
+    click.echo(f"exported {model_dir} to ONNX ({', '.join(files)}) in {time.perf_counter() - started:.1f}s "
+               f"-> {output}", err=True)

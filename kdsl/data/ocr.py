@@ -38,11 +38,12 @@ import pyarrow.compute as pc
 
 from kdsl.data.ocr_cache import NoCache, OcrCache, default_cache_directory, image_key
 from kdsl.data.reading_order import TextBox, reading_order
+from kdsl.ort import disable_telemetry
 
 # onnxruntime (1.32 here) on Linux reports usage to Microsoft over the network and keeps a
 # database under ~/.cache/Microsoft unless this is set when onnxruntime is first imported (a
 # later call to onnxruntime.disable_telemetry_events() does not stop it). OCR stays offline.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+disable_telemetry()  # kdsl.ort: ORT_DISABLE_TELEMETRY=1, before onnxruntime loads
 
 # Bump when the text made from the engine's boxes changes (reading order, normalisation), so
 # that cached texts written by the old code are not reused.

@@ -91,3 +91,49 @@ def test_bad_input_exits_2_with_an_error_line(data, tmp_path, case):
     assert code == 2, out
     assert out.startswith("error: ") and "Traceback" not in out
     assert not (tmp_path / "m").exists() and not (tmp_path / "o.parquet").exists()
+
+
+def test_export_onnx_then_predict_with_onnxruntime(data, tmp_path):
+    pytest.importorskip("onnxscript")
+    train, root = data
+    assert run("train", train, "-o", tmp_path / "model", "--images", root, "--epochs", "2")[0] == 0
+    code, out = run("export-onnx", tmp_path / "model", "-o", tmp_path / "export")
+    assert code == 0, out
+    assert "exported" in out and "network0.onnx" in out
+    assert json.loads((tmp_path / "export" / "config.json").read_text())["runtime"] == "onnx"
+    code, out = run("predict", train, "-m", tmp_path / "export", "--runtime", "onnx",
+                    "-o", tmp_path / "onnx.parquet", "--images", root, "--batch-size", "5")
+    assert code == 0, out
+    assert "predicted 12 rows (onnxruntime: CPUExecutionProvider) ->" in out
+    code, out = run("predict", train, "-m", tmp_path / "model", "-o", tmp_path / "torch.parquet", "--images", root)
+    assert code == 0, out
+    by_onnx, by_torch = pq.read_table(tmp_path / "onnx.parquet"), pq.read_table(tmp_path / "torch.parquet")
+    assert by_onnx.column("model_label").to_pylist() == by_torch.column("model_label").to_pylist()
+    for a, b in zip(by_onnx.column("model_score").to_pylist(), by_torch.column("model_score").to_pylist()):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
+@pytest.mark.parametrize("case", ["export a missing model", "export a precomputed model", "onnx runtime on a torch model",
+                                  "torch runtime on an export", "not an onnx file", "export over the model"])
+def test_bad_onnx_input_exits_2_with_an_error_line(data, tmp_path, case):
+    train, _ = data
+    run("train", train, "-o", tmp_path / "pre", "--adapter", "precomputed")
+    run("train", train, "-o", tmp_path / "model", "--epochs", "1")
+    fake = tmp_path / "fake"  # an export directory, as far as its config goes
+    fake.mkdir()
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    (fake / "config.json").write_text(json.dumps({**config, "runtime": "onnx", "networks": {"joint": "network0.onnx"}}))
+    (fake / "network0.onnx").write_bytes(b"not an onnx file")
+    args = {
+        "export a missing model": ["export-onnx", tmp_path / "nothing", "-o", tmp_path / "x"],
+        "export a precomputed model": ["export-onnx", tmp_path / "pre", "-o", tmp_path / "x"],
+        "onnx runtime on a torch model": ["predict", train, "-m", tmp_path / "model", "--runtime", "onnx",
+                                          "-o", tmp_path / "o.parquet"],
+        "torch runtime on an export": ["predict", train, "-m", fake, "-o", tmp_path / "o.parquet"],
+        "not an onnx file": ["predict", train, "-m", fake, "--runtime", "onnx", "-o", tmp_path / "o.parquet"],
+        "export over the model": ["export-onnx", tmp_path / "model", "-o", tmp_path / "model"],
+    }[case]
+    code, out = run(*args)
+    assert code == 2, out
+    assert out.startswith("error: ") and "Traceback" not in out
+    assert not (tmp_path / "x").exists() and not (tmp_path / "o.parquet").exists()
