@@ -6,7 +6,7 @@ import click
 
 from kdsl.cli.common import InputProblem, main, read_parquet
 
-PROPOSERS = ("ngram",)  # `llm` (a model proposing predicates) is planned, not built
+PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged with the n-gram ones
 
 
 @main.command()
@@ -20,25 +20,46 @@ PROPOSERS = ("ngram",)  # `llm` (a model proposing predicates) is planned, not b
 @click.option("--top-k", default=40, show_default=True, type=click.IntRange(1), help="Candidate predicates per label.")
 @click.option("--iterations", default=300, show_default=True, type=click.IntRange(1), help="MCTS iterations per label.")
 @click.option("--proposer", default="ngram", show_default=True,
-              help="Where candidate predicates come from; only 'ngram' exists so far.")
-def mine(train, output, task, validation, seed, max_predicates, min_reward, top_k, iterations, proposer):
+              help="Where candidate predicates come from: 'ngram', or 'llm' (a local model, see --model; "
+                   "its proposals are merged with the n-gram candidates).")
+@click.option("--model", type=click.Path(), help="With --proposer llm: a local causal LM folder (transformers).")
+@click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1),
+              help="With --proposer llm: tokens generated per label (greedy).")
+@click.option("--llm-confidence-weight", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="With --proposer llm: weight of the model's self-assessed confidence in a rule's reward.")
+def mine(train, output, task, validation, seed, max_predicates, min_reward, top_k, iterations, proposer,
+         model, max_new_tokens, llm_confidence_weight):
     """Mine rules for TRAIN's rows of one task (MCTS over n-gram predicates) into a .kdsl file."""
     from kdsl.mining.pipeline import MiningConfig, mine as mine_rules
     from kdsl.mining.writer import write
 
     if proposer not in PROPOSERS:
-        raise InputProblem(f"unknown --proposer '{proposer}'; available: {', '.join(PROPOSERS)} "
-                           "(the llm proposer is not built yet)")
+        raise InputProblem(f"unknown --proposer '{proposer}'; available: {', '.join(PROPOSERS)}")
+    if proposer == "llm" and not model:
+        raise InputProblem("--proposer llm needs --model PATH (a local model folder)")
+    if model and proposer != "llm":
+        raise InputProblem("--model is only used with --proposer llm")
     rows = _labelled_rows(train, task)
     held = _labelled_rows(validation, task) if validation else None
     config = MiningConfig(seed=seed, max_predicates=max_predicates, min_reward=min_reward,
-                          top_k=top_k, iterations=iterations)
+                          top_k=top_k, iterations=iterations, proposal_weight=llm_confidence_weight)
+    llm = _llm_proposer(model, max_new_tokens, task) if proposer == "llm" else None
     labels = sorted({r["label"] for r in rows})
     with _progress(len(labels)) as bar:
-        result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1))
+        result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1),
+                            proposer=llm)
     write(output, task, result.labels, result.rules)
     _print_summary(result)
     click.echo(f"wrote {len(result.rules)} rules for {len(result.labels)} labels -> {output}")
+
+
+def _llm_proposer(model, max_new_tokens, task):
+    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer, LlmUnavailable
+
+    try:
+        return LlmProposer(model, LlmConfig(max_new_tokens=max_new_tokens), task=task)
+    except LlmUnavailable as error:
+        raise InputProblem(str(error)) from None
 
 
 def _labelled_rows(path, task) -> list[dict]:

@@ -4,8 +4,13 @@ For each label, character n-grams (2 to 4 characters; Chinese has no word bounda
 text fields of its training rows are scored against the rows of every other label: ``support``
 is how many of the label's rows contain the n-gram, ``precision`` the share of all rows
 containing it that have the label, and the score is the Wilson lower bound of that precision, so
-that a frequent, fairly precise n-gram beats one seen once. The best ``top_k`` per label become
-``FIELD has "ngram"`` predicates.
+that a frequent, fairly precise n-gram beats one seen once. The rows counted against an n-gram
+are those containing it in *any* text field, not only in the candidate's own: a word the agent
+says in every dialogue (需要, 收到) is generic even when only one label's users happen to type it
+(an IDF-like penalty). N-grams scoring below ``min_score`` are no candidates at all: a rule must
+start from a word that points to its label, and not carve an accident of the training rows out
+of a generic one with ``not`` forms. The best ``top_k`` per label become ``FIELD has "ngram"``
+predicates.
 
 Labels that share many n-grams are *confusable* (是否好用 and 功效功能 talk about the same
 products); for those, ``not FIELD has "ngram"`` predicates exclude words typical of the
@@ -78,14 +83,16 @@ def row_features(row: dict, fields=TEXT_FIELDS) -> set[tuple[str, str]]:
 
 
 def propose(rows: list[dict], top_k: int = 40, min_support: int = 2, confusable: int = 3,
-            negations: int | None = None, fields=TEXT_FIELDS) -> dict[str, list[Candidate]]:
+            negations: int | None = None, fields=TEXT_FIELDS, min_score: float = 0.0) -> dict[str, list[Candidate]]:
     """The best ``top_k`` positive candidates of every label of ``rows`` (dicts with ``label``
-    and text fields), then up to ``negations`` (default ``top_k // 4``) ``not`` forms drawn from
-    its ``confusable`` most similar labels. Deterministic: ties break on the predicate's text."""
+    and text fields) scoring at least ``min_score``, then up to ``negations`` (default
+    ``top_k // 4``) ``not`` forms drawn from its ``confusable`` most similar labels. N-grams are
+    taken from ``fields``, but counted against in every text field. Deterministic: ties break on
+    the predicate's text."""
     negations = top_k // 4 if negations is None else negations
     label_rows: Counter = Counter(r["label"] for r in rows)
     per_label: dict[str, Counter] = defaultdict(Counter)
-    overall: Counter = Counter()
+    anywhere: Counter = Counter()  # rows containing the n-gram in any text field
     # The sum of random 64-bit keys of the rows containing a feature: equal sums mean (but for
     # a 2^-64 chance) equal row sets, without keeping the sets.
     rows_signature: dict[tuple[str, str], int] = defaultdict(int)
@@ -93,7 +100,7 @@ def propose(rows: list[dict], top_k: int = 40, min_support: int = 2, confusable:
     for row in rows:
         features = row_features(row, fields)
         per_label[row["label"]].update(features)
-        overall.update(features)
+        anywhere.update({gram for field in TEXT_FIELDS for gram in ngrams(row.get(field))})
         key = keys.getrandbits(64)
         for feature in features:
             rows_signature[feature] = (rows_signature[feature] + key) & _MASK
@@ -102,7 +109,7 @@ def propose(rows: list[dict], top_k: int = 40, min_support: int = 2, confusable:
         scored = []
         for (field, gram), support in per_label[label].items():
             if support >= min(min_support, label_rows[label]):
-                total = overall[field, gram]
+                total = anywhere[gram]
                 scored.append(Candidate(label, _has(field, gram), support, support / total,
                                         wilson_lower_bound(support, total)))
         distinct, seen = [], set()
@@ -117,7 +124,7 @@ def propose(rows: list[dict], top_k: int = 40, min_support: int = 2, confusable:
     positives = {label: precise(label) for label in sorted(label_rows)}
     proposals = {}
     for label, ranked in positives.items():
-        chosen = ranked[:top_k]
+        chosen = [c for c in ranked if c.score >= min_score][:top_k]
         for other in _confusable(label, per_label, label_rows, confusable):
             chosen += _negations(label, positives[other], per_label[label], label_rows[label],
                                  negations, chosen)

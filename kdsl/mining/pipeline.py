@@ -17,9 +17,15 @@ from typing import Callable
 from kdsl.mining.bitsets import TEXT_FIELDS, predicate_bits
 from kdsl.mining.candidates import propose
 from kdsl.mining.filtering import filter_rules
+from kdsl.mining.llm_proposer import blend_reward
 from kdsl.mining.mcts import Search, SearchConfig
 from kdsl.mining.mined import MinedRule
 from kdsl.mining.validation import split_held_out, validation_examples
+
+
+# Where candidate n-grams come from, per task. An intent is what the user asks: the agent's
+# reply echoes the topic of whatever was asked, so its n-grams fit a label by accident.
+CANDIDATE_FIELDS = {"intent": ("user", "ocr")}
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class MiningConfig:
     held_out_share: float = 0.2  # of the training rows, when no validation rows are given
     tolerance: float = 0.1  # held-out error rate a rule may have
     max_rules: int = 8  # per label
+    min_candidate_score: float = 0.5  # Wilson bound of an n-gram's precision, to be a candidate
+    proposal_weight: float = 0.0  # of a proposer's self-assessed confidence in the reward (llm_proposer.blend_reward)
 
 
 @dataclass(frozen=True)
@@ -55,19 +63,24 @@ class MiningResult:
 
 def mine(rows: list[dict], task: str, config: MiningConfig = MiningConfig(),
          validation: list[dict] | None = None,
-         progress: Callable[[str], None] = lambda label: None) -> MiningResult:
+         progress: Callable[[str], None] = lambda label: None,
+         proposer: Callable[[list[dict], dict], dict] | None = None) -> MiningResult:
     """Mine rules for ``task`` from ``rows`` (dicts with ``label`` and text fields).
 
     With ``validation`` rows, they join the validation examples and serve as the held-out rows;
     without, a share of the training rows is held out. ``progress(label)`` is called as each
-    label's search ends.
+    label's search ends. ``proposer(mining_rows, ngram_candidates)``, when given, returns the
+    candidates to search instead of the n-gram ones (``kdsl.mining.llm_proposer``).
     """
     if validation is None:
         mining_rows, held_out = split_held_out(rows, config.seed, config.held_out_share)
     else:
         mining_rows, held_out = rows, validation
     examples = validation_examples(mining_rows, config.seed, config.variants, extra=validation or ())
-    proposals = propose(mining_rows, top_k=config.top_k)
+    proposals = propose(mining_rows, top_k=config.top_k, fields=CANDIDATE_FIELDS.get(task, TEXT_FIELDS),
+                        min_score=config.min_candidate_score)
+    if proposer is not None:
+        proposals = proposer(mining_rows, proposals)
     predicates = [c.predicate for label in proposals for c in proposals[label]]
     # One engine pass over the examples and the held-out rows together, then split the bits.
     bits = dict(zip(predicates, predicate_bits(predicates, examples + held_out, task)))
@@ -89,7 +102,9 @@ def mine(rows: list[dict], task: str, config: MiningConfig = MiningConfig(),
             chosen = tuple(candidates[i] for i in scored.indices)
             found.append(MinedRule(
                 label, chosen, (scored.bits & positives[label] & originals).bit_count(),
-                scored.precision, scored.confidence, scored.reward, scored.bits,
+                scored.precision, scored.confidence,
+                blend_reward(scored.reward, [proposals[label][i] for i in scored.indices], config.proposal_weight),
+                scored.bits,
                 _and(held_out_bits[p] for p in chosen)))
         progress(label)
 

@@ -50,7 +50,9 @@ def test_same_seed_same_file(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["missing.parquet"], "no such file"),
     (["train.parquet", "--task", "scene"], "no labelled rows of task 'scene'"),
-    (["train.parquet", "--proposer", "llm"], "unknown --proposer"),
+    (["train.parquet", "--proposer", "gpt"], "unknown --proposer"),
+    (["train.parquet", "--proposer", "llm"], "needs --model"),
+    (["train.parquet", "--proposer", "llm", "--model", "no-such-folder"], "not a folder"),
     (["unlabelled.parquet"], "no 'label' column"),
 ])
 def test_bad_input_exits_2(tmp_path, args, message):
