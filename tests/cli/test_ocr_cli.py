@@ -22,24 +22,9 @@ def run(*args):
     return result.exit_code, result.output
 
 
-class FakeEngine:
-    """The 'text' of an image is its bytes; bytes starting with b"corrupt" cannot be decoded."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, data: bytes) -> str:
-        self.calls += 1
-        if data.startswith(b"corrupt"):
-            raise ocr.UnreadableImage("not an image file Pillow can read")
-        return data.decode()
-
-
 @pytest.fixture
-def engine(monkeypatch):
-    fake = FakeEngine()
-    monkeypatch.setattr(ocr, "build_engine", lambda threads: fake)
-    return fake
+def engine(fake_ocr):
+    return fake_ocr
 
 
 @pytest.fixture

@@ -104,26 +104,9 @@ def test_with_ocr_joins_a_rows_images_and_keeps_rows_without_images():
 # ---- many images: cache, failures, workers ------------------------------------------------------
 
 
-class CountingEngine:
-    """Stands in for RapidOCR: the 'text' of an image is its bytes; b"corrupt..." is unreadable."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, data: bytes) -> str:
-        self.calls += 1
-        if data.startswith(b"corrupt"):
-            raise ocr.UnreadableImage("not an image file Pillow can read")
-        if data.startswith(b"crash"):
-            raise RuntimeError("onnxruntime fell over")
-        return data.decode()
-
-
 @pytest.fixture
-def engine(monkeypatch):
-    fake = CountingEngine()
-    monkeypatch.setattr(ocr, "build_engine", lambda threads: fake)
-    return fake
+def engine(fake_ocr):
+    return fake_ocr
 
 
 def write_images(folder: Path, contents: dict[str, bytes]) -> dict[str, Path]:
