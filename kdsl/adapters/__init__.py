@@ -6,7 +6,7 @@ loads without the caller knowing which kind it is. Modules are imported on first
 ``precomputed`` adapter must not pay for importing torch.
 
     >>> sorted(ADAPTERS)
-    ['baseline', 'precomputed']
+    ['baseline', 'precomputed', 'qwen2vl']
     >>> adapter_class("precomputed").name
     'precomputed'
 """
@@ -17,10 +17,11 @@ import importlib
 
 from kdsl.adapters.base import Adapter, AdapterError
 
-# name -> "module:class"; qwen2vl joins here when it exists.
+# name -> "module:class"
 ADAPTERS = {
     "baseline": "kdsl.adapters.baseline:BaselineAdapter",
     "precomputed": "kdsl.adapters.precomputed:PrecomputedAdapter",
+    "qwen2vl": "kdsl.adapters.qwen2vl:Qwen2VLAdapter",
 }
 
 
