@@ -1,6 +1,8 @@
 """Commands for the model side: ``train`` a model directory, ``predict`` with it.
 
     kdsl train train.parquet -o model/ --images data/images --epochs 25 --tasks joint
+    kdsl train train.parquet -o model/ --images data/images --adapter qwen2vl \
+        --model weights/Qwen2-VL-7B-Instruct --lr 5e-6 --epochs 3 --grad-accum 8 --gradient-checkpointing
     kdsl predict dev.parquet -m model/ -o dev.pred.parquet --images data/images
     kdsl export-onnx model/ -o model.onnx/
     kdsl predict dev.parquet -m model.onnx/ --runtime onnx -o dev.pred.parquet --images data/images
@@ -24,23 +26,58 @@ from kdsl.cli.common import InputProblem, main, read_parquet
 @click.argument("input_path", metavar="TRAIN.parquet", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
 @click.option("--adapter", "adapter_name", default="baseline", show_default=True,
-              help="Which adapter: baseline, precomputed.")
+              help="Which adapter: baseline, precomputed, qwen2vl.")
 @click.option("--images", "images_root", default=None, type=click.Path(), metavar="DIR",
               help="The data root that `image_paths` are relative to (without it, images are not used).")
-@click.option("--epochs", default=None, type=click.IntRange(1), help="Training epochs (baseline; default 25).")
+@click.option("--epochs", default=None, type=click.IntRange(1),
+              help="Training epochs (baseline: default 25; qwen2vl: default 3).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--tasks", "task_mode", default="joint", show_default=True, type=click.Choice(["joint", "separate"]),
               help="One network for both tasks, or one per task (baseline).")
-def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode):
+@click.option("--model", "model_folder", default=None, type=click.Path(), metavar="DIR",
+              help="qwen2vl: the LOCAL Qwen2-VL folder to fine-tune (model, tokenizer, image processor).")
+@click.option("--lr", "learning_rate", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="qwen2vl: AdamW learning rate (default 5e-6).")
+@click.option("--grad-accum", "gradient_accumulation", default=None, type=click.IntRange(1),
+              help="qwen2vl: rows per optimiser step (default 8).")
+@click.option("--gradient-checkpointing", is_flag=True, default=False,
+              help="qwen2vl: trade compute for memory while training.")
+@click.option("--cutoff", default=None, type=click.IntRange(16),
+              help="qwen2vl: most prompt + label tokens (default 1024; the oldest dialogue is cut).")
+def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode, model_folder, learning_rate,
+          gradient_accumulation, gradient_checkpointing, cutoff):
     """Train a model on the labelled rows of TRAIN.parquet and save it to a directory."""
     from kdsl.adapters import AdapterError, adapter_class
 
+    qwen2vl_only = {"--model": model_folder, "--lr": learning_rate, "--grad-accum": gradient_accumulation,
+                    "--gradient-checkpointing": gradient_checkpointing or None, "--cutoff": cutoff}
+    if adapter_name == "qwen2vl":
+        if model_folder is None:
+            raise InputProblem("--adapter qwen2vl needs --model DIR, a local Qwen2-VL folder")
+        if not Path(model_folder).is_dir():
+            raise InputProblem(f"{model_folder}: no such directory (--model must be a local Qwen2-VL folder)")
+    else:
+        given = [name for name, value in qwen2vl_only.items() if value is not None]
+        if given:
+            raise InputProblem(f"{', '.join(given)}: only for --adapter qwen2vl, not {adapter_name}")
     table = read_parquet(input_path).read()
     if images_root is not None and not Path(images_root).is_dir():
         raise InputProblem(f"{images_root}: no such directory")
     try:
         cls = adapter_class(adapter_name)
-        if adapter_name == "baseline":
+        if adapter_name == "qwen2vl":
+            options = {"model": model_folder, "images": images_root, "seed": seed,
+                       "gradient_checkpointing": gradient_checkpointing}
+            for key, value in (("epochs", epochs), ("learning_rate", learning_rate),
+                               ("gradient_accumulation", gradient_accumulation), ("cutoff", cutoff)):
+                if value is not None:
+                    options[key] = value
+            if images_root is None and "image_paths" in table.column_names:
+                click.echo("note: no --images given; the model sees no images", err=True)
+            log = (lambda line: click.echo(line, err=True)) if sys.stderr.isatty() else None
+            started = time.perf_counter()
+            adapter = cls.train(table, log=log, **options)
+        elif adapter_name == "baseline":
             options = {"seed": seed, "tasks": task_mode, "images": images_root}
             if epochs is not None:
                 options["epochs"] = epochs
