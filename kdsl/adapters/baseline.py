@@ -62,6 +62,7 @@ class Settings:
     image_size: int = 64
     hidden: int = 128
     top_k: int = 5
+    flip: bool = True  # horizontal-flip augmentation of thumbnails while training
 
     def __post_init__(self):
         if self.tasks not in TASK_MODES:
@@ -228,7 +229,7 @@ def _fit(settings, classes, text, thumbnails, tasks, targets, log, name) -> Base
             rows = batch.tolist()
             # A fresh flip decision per image, epoch and seed: the network sees both orientations.
             flipped = [[augment_image(image, f"{settings.seed}:{epoch}:{row}:{k}") for k, image in enumerate(thumbnails[row])]
-                       for row in rows]
+                       for row in rows] if settings.flip else [thumbnails[row] for row in rows]
             encoded = encode([text[row] for row in rows], flipped, settings.image_size)
             loss = F.cross_entropy(network(**_inputs(encoded), mask=mask[batch]), targets[batch])
             optimiser.zero_grad()

@@ -1,0 +1,105 @@
+"""``kdsl pipeline``: every artefact, the ablation report, reruns that skip, config errors."""
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from kdsl.cli import main
+
+SAMPLE = Path(__file__).resolve().parents[1] / "kdsl" / "samples"
+
+
+def _config(folder: Path, **extra) -> Path:
+    table = pq.read_table(SAMPLE / "sample.parquet")
+    pq.write_table(table.take([i for i in range(table.num_rows) if i % 3]), folder / "train.parquet")
+    pq.write_table(table.take([i for i in range(table.num_rows) if i % 3 == 0]), folder / "dev.parquet")
+    text = (f'output = "out"\n[data]\ntrain_table = "train.parquet"\ndev_table = "dev.parquet"\n'
+            f'images = "{(SAMPLE / "images").as_posix()}"\n[ocr]\nenabled = false\n'
+            f'[mining]\nseed = 0\nmin_reward = {extra.get("min_reward", 0.5)}\ntask = "intent"\n'
+            f'[model]\nadapter = "baseline"\nepochs = 1\nseed = 0\n')
+    path = folder / "run.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _run(config):
+    return CliRunner().invoke(main, ["pipeline", str(config)])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    config = _config(folder)
+    result = _run(config)
+    assert result.exit_code == 0, result.output
+    return folder, config
+
+
+def test_every_artefact_is_written(finished):
+    out = finished[0] / "out"
+    for name in ("train.parquet", "dev.parquet", "rules/mined.kdsl", "model-flip/config.json",
+                 "model-noflip/config.json", "dev.pred-flip.parquet", "dev.scored-noflip.parquet",
+                 "evaluation.json", "report.md", ".steps.json"):
+        assert (out / name).exists(), name
+    assert not list(out.glob("*.ocr.parquet"))  # OCR is off
+    flip = json.loads((out / "model-flip" / "config.json").read_text())["settings"]["flip"]
+    noflip = json.loads((out / "model-noflip" / "config.json").read_text())["settings"]["flip"]
+    assert (flip, noflip) == (True, False)
+    scored = pq.read_table(out / "dev.scored-flip.parquet")
+    assert {"model_label", "intent", "intent_rule", "intent_source"} <= set(scored.column_names)
+
+
+def test_report_has_the_four_ablation_rows(finished):
+    report = (finished[0] / "out" / "report.md").read_text(encoding="utf-8")
+    for row in ("| model alone |", "| + augmentation |", "| + rule engine |", "| both = KDSL |"):
+        assert row in report
+    assert "| DIS | ISS | OSS |" in report
+    assert "Rules that changed the most predictions" in report
+
+
+def test_a_rerun_skips_every_step(finished):
+    folder, config = finished
+    steps = json.loads((folder / "out" / ".steps.json").read_text())
+    assert {"import", "mine", "train-flip", "train-noflip", "predict-flip", "score-noflip",
+            "evaluate", "report"} <= set(steps)
+    result = _run(config)
+    assert result.exit_code == 0, result.output
+    assert "10 skipped" in result.output and "0 step(s) ran" in result.output
+    assert "running" not in result.output
+
+
+def test_a_changed_mining_section_reruns_only_what_depends_on_it(tmp_path):
+    config = _config(tmp_path)
+    assert _run(config).exit_code == 0
+    _config(tmp_path, min_reward=0.6)
+    result = _run(config)
+    assert result.exit_code == 0, result.output
+    for step in ("import", "train-flip", "train-noflip", "predict-flip", "predict-noflip"):
+        assert f"{step}: up to date, skipped" in result.output
+    assert "mine: running" in result.output
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('output = "out"\n', ""), "missing key 'output'"),
+    (lambda t: t + "colour = 1\n", "unknown key(s) in [model]: colour"),
+    (lambda t: t.replace("[ocr]", "[oops]\n[ocr]"), "unknown key(s) oops"),
+    (lambda t: t.replace('"train.parquet"', '"missing.parquet"'), "no such file"),
+    (lambda t: t.replace('train_table = "train.parquet"\n', ""), "exactly one of 'train'"),
+    (lambda t: t.replace("epochs = 1", 'epochs = "one"'), "epochs must be int"),
+    (lambda t: t.replace("[data]", "[data"), "not valid TOML"),
+])
+def test_a_bad_config_exits_2(tmp_path, edit, message):
+    config = _config(tmp_path)
+    config.write_text(edit(config.read_text(encoding="utf-8")), encoding="utf-8")
+    result = _run(config)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_config_exits_2(tmp_path):
+    result = _run(tmp_path / "nope.toml")
+    assert result.exit_code == 2 and "no such file" in result.output
