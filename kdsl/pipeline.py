@@ -1,9 +1,11 @@
 """``kdsl pipeline CONFIG.toml``: import → OCR → mine → train (with and without flips) → predict →
-score with the mined rules → evaluate → ``report.md``, each step's artefact in one output folder.
+score with the mined rules → evaluate → the seesaw check → ``report.md``, each step's artefact in
+one output folder.
 
 A step is skipped on a rerun when its inputs did not change: the content hashes of its input
 files plus its config section, stored per step in ``OUTPUT/.steps.json``, and its outputs exist.
 
+    output = "run"                # relative paths are relative to the config file
     [data]
     train = "train.json"          # challenge JSON (or train_table = "train.parquet", a record table)
     dev = "dev.json"              # (or dev_table = "dev.parquet")
@@ -11,21 +13,25 @@ files plus its config section, stored per step in ``OUTPUT/.steps.json``, and it
     [ocr]
     enabled = false
     [mining]
+    tasks = ["intent"]            # one rule file per task: rules/intent.kdsl, rules/scene.kdsl
+    proposer = "ngram"            # or "llm" with llm_model = "path/to/a/local/causal-lm"
     seed = 0
     max_predicates = 5
     min_reward = 0.8
-    task = "intent"
     [model]
-    adapter = "baseline"
+    adapter = "baseline"          # or "qwen2vl" with base = "path/to/Qwen2-VL-7B-Instruct"
     epochs = 25
     seed = 0
-    output = "run"                # top-level key; relative paths are relative to the config file
+    options = {}                  # passed to the adapter's training (e.g. learning_rate = 5e-6)
+    [seesaw]
+    seeds = [0, 1, 2]             # baseline trained jointly and separately per seed; [] skips it
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -34,24 +40,22 @@ from kdsl.io import atomic_path, write_text_atomically
 
 STEPS_FILE = ".steps.json"
 VARIANTS = ("noflip", "flip")  # model trained without / with horizontal-flip augmentation
+TASKS = ("intent", "scene")
+ADAPTERS = ("baseline", "qwen2vl")
+PROPOSERS = ("ngram", "llm")
 
-# section -> {key: (types, default)}; a default of REQUIRED must be given.
-REQUIRED = object()
+# section -> {key: (types, default)}
 SCHEMA: dict[str, dict[str, tuple]] = {
     "data": {"train": ((str,), None), "dev": ((str,), None), "train_table": ((str,), None),
              "dev_table": ((str,), None), "images": ((str,), None)},
     "ocr": {"enabled": ((bool,), False)},
-    "mining": {"seed": ((int,), 0), "max_predicates": ((int,), 5), "min_reward": ((int, float), 0.8),
-               "task": ((str,), "intent")},
-    "model": {"adapter": ((str,), "baseline"), "epochs": ((int,), 25), "seed": ((int,), 0)},
+    "mining": {"tasks": ((list,), ["intent"]), "proposer": ((str,), "ngram"), "llm_model": ((str,), None),
+               "seed": ((int,), 0), "max_predicates": ((int,), 5), "min_reward": ((int, float), 0.8)},
+    "model": {"adapter": ((str,), "baseline"), "base": ((str,), None), "epochs": ((int,), 25),
+              "seed": ((int,), 0), "options": ((dict,), {})},
+    "seesaw": {"seeds": ((list,), [0, 1, 2]), "epochs": ((int,), None)},
 }
 TOP_LEVEL = {"output"} | set(SCHEMA)
-ABLATION = (  # row name, model variant, prediction (evaluate's "model" or "final")
-    ("model alone", "noflip", "model"),
-    ("+ augmentation", "flip", "model"),
-    ("+ rule engine", "noflip", "final"),
-    ("both = KDSL", "flip", "final"),
-)
 
 
 class PipelineError(ValueError):
@@ -94,34 +98,62 @@ def load_config(path) -> dict:
         for key, (types, default) in keys.items():
             value = given.get(key, default)
             if value is not None and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
-                names = " or ".join(t.__name__ for t in types)
+                names = " or ".join({"list": "an array", "dict": "a table"}.get(t.__name__, t.__name__) for t in types)
                 raise PipelineError(f"{path}: [{section}] {key} must be {names}, not {value!r}")
             values[key] = value
         config[section] = values
-    data = config["data"]
+    _check_values(config, path)
+    return config
+
+
+def _check_values(config: dict, path: Path) -> None:
+    def fail(message: str):
+        raise PipelineError(f"{path}: {message}")
+
+    base = path.parent
+    data, mining, model, seesaw = config["data"], config["mining"], config["model"], config["seesaw"]
     for split in ("train", "dev"):
         if (data[split] is None) == (data[f"{split}_table"] is None):
-            raise PipelineError(f"{path}: [data] needs exactly one of '{split}' (challenge JSON) "
-                                f"or '{split}_table' (record-table Parquet)")
+            fail(f"[data] needs exactly one of '{split}' (challenge JSON) or '{split}_table' (record-table Parquet)")
     for key in ("train", "dev", "train_table", "dev_table", "images"):
         if data[key] is not None:
             data[key] = str((base / data[key]).resolve())
             target = Path(data[key])
             if key == "images" and not target.is_dir():
-                raise PipelineError(f"{path}: [data] images: no such folder {target}")
+                fail(f"[data] images: no such folder {target}")
             if key != "images" and not target.is_file():
-                raise PipelineError(f"{path}: [data] {key}: no such file {target}")
+                fail(f"[data] {key}: no such file {target}")
     if config["ocr"]["enabled"] and data["images"] is None:
-        raise PipelineError(f"{path}: [ocr] enabled needs [data] images")
-    if config["model"]["adapter"] != "baseline":
-        raise PipelineError(f"{path}: [model] adapter: only 'baseline' is supported, not {config['model']['adapter']!r}")
-    if config["model"]["epochs"] < 1:
-        raise PipelineError(f"{path}: [model] epochs must be at least 1")
-    if not 1 <= config["mining"]["max_predicates"] <= 20:
-        raise PipelineError(f"{path}: [mining] max_predicates must be between 1 and 20")
-    if not 0 <= config["mining"]["min_reward"] <= 1:
-        raise PipelineError(f"{path}: [mining] min_reward must be between 0 and 1")
-    return config
+        fail("[ocr] enabled needs [data] images")
+    tasks = mining["tasks"]
+    if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
+        fail(f"[mining] tasks must be a non-empty array of distinct tasks among {', '.join(TASKS)}, not {tasks!r}")
+    if mining["proposer"] not in PROPOSERS:
+        fail(f"[mining] proposer must be one of {', '.join(PROPOSERS)}, not {mining['proposer']!r}")
+    if (mining["proposer"] == "llm") != (mining["llm_model"] is not None):
+        fail("[mining] llm_model (a local model folder) goes with proposer = \"llm\", and only with it")
+    if mining["llm_model"] is not None:
+        mining["llm_model"] = str((base / mining["llm_model"]).resolve())
+    if not 1 <= mining["max_predicates"] <= 20:
+        fail("[mining] max_predicates must be between 1 and 20")
+    if not 0 <= mining["min_reward"] <= 1:
+        fail("[mining] min_reward must be between 0 and 1")
+    if model["adapter"] not in ADAPTERS:
+        fail(f"[model] adapter must be one of {', '.join(ADAPTERS)}, not {model['adapter']!r}")
+    if (model["adapter"] == "qwen2vl") != (model["base"] is not None):
+        fail("[model] base (a local Qwen2-VL folder) goes with adapter = \"qwen2vl\", and only with it")
+    if model["base"] is not None:
+        model["base"] = str((base / model["base"]).resolve())
+        if not Path(model["base"]).is_dir():
+            fail(f"[model] base: no such folder {model['base']}")
+    if model["epochs"] < 1:
+        fail("[model] epochs must be at least 1")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seesaw["seeds"]):
+        fail(f"[seesaw] seeds must be an array of integers, not {seesaw['seeds']!r}")
+    if seesaw["epochs"] is None:
+        seesaw["epochs"] = model["epochs"] if model["adapter"] == "baseline" else SCHEMA["model"]["epochs"][1]
+    elif seesaw["epochs"] < 1:
+        fail("[seesaw] epochs must be at least 1")
 
 
 # -------------------------------------------------------------------------------------- steps
@@ -159,7 +191,9 @@ class Runner:
             self.log(f"{name}: up to date, skipped")
             return
         self.log(f"{name}: running")
+        started = time.perf_counter()
         work()
+        self.log(f"{name}: done in {time.perf_counter() - started:.1f} s")
         self.state[name] = signature
         self.outcomes[name] = "ran"
         write_text_atomically(self.state_path, json.dumps(self.state, indent=2, ensure_ascii=False) + "\n")
@@ -181,9 +215,11 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
                     list(ocr_tables.values()), lambda: _ocr(tables, ocr_tables, images))
         tables = ocr_tables
 
-    rules = output / "rules" / "mined.kdsl"
-    runner.step("mine", [tables["train"]], config["mining"], [rules],
-                lambda: _mine(tables["train"], rules, config["mining"]))
+    mining = config["mining"]
+    rules = [output / "rules" / f"{task}.kdsl" for task in mining["tasks"]]
+    for task, path in zip(mining["tasks"], rules):
+        runner.step(f"mine-{task}", [tables["train"]], mining, [path],
+                    lambda t=task, p=path: _mine(tables["train"], p, t, mining, log))
 
     models = {v: output / f"model-{v}" for v in VARIANTS}
     predicted = {v: output / f"dev.pred-{v}.parquet" for v in VARIANTS}
@@ -191,17 +227,22 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
     for variant in VARIANTS:
         settings = {**config["model"], "flip": variant == "flip", "images": images}
         runner.step(f"train-{variant}", [tables["train"]], settings, [models[variant]],
-                    lambda v=variant, s=settings: _train(tables["train"], models[v], s))
+                    lambda v=variant, s=settings: _train(tables["train"], models[v], s, log))
         runner.step(f"predict-{variant}", [tables["dev"], models[variant]], {"images": images},
                     [predicted[variant]], lambda v=variant: _predict(tables["dev"], models[v], predicted[v], images))
-        runner.step(f"score-{variant}", [predicted[variant], rules], {}, [scored[variant]],
+        runner.step(f"score-{variant}", [predicted[variant], *rules], {}, [scored[variant]],
                     lambda v=variant: _score(predicted[v], rules, scored[v]))
 
     evaluation = output / "evaluation.json"
-    runner.step("evaluate", list(scored.values()), {"task": config["mining"]["task"]}, [evaluation],
-                lambda: _evaluate(scored, evaluation, config["mining"]["task"]))
+    runner.step("evaluate", list(scored.values()), {"tasks": mining["tasks"]}, [evaluation],
+                lambda: _evaluate(scored, evaluation, mining["tasks"]))
+    seesaw = output / "seesaw.json"
+    seesaw_settings = {**config["seesaw"], "images": images}
+    runner.step("seesaw", [tables["train"], tables["dev"]], seesaw_settings, [seesaw],
+                lambda: _seesaw(tables["train"], tables["dev"], seesaw, seesaw_settings, log))
     report = output / "report.md"
-    runner.step("report", [evaluation], {}, [report], lambda: _report(evaluation, report))
+    runner.step("report", [evaluation, seesaw, scored["flip"], scored["noflip"]], {}, [report],
+                lambda: _report(output, evaluation, seesaw, scored, report, log))
     return runner.outcomes
 
 
@@ -266,33 +307,47 @@ def _ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str) -> N
         _write_table(ocr_data.with_ocr(table, texts).select(schema.names), ocr_tables[split])
 
 
-def _mine(train: Path, rules: Path, mining: dict) -> None:
+def _mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str], None]) -> None:
     from kdsl.mining.pipeline import MiningConfig, mine
     from kdsl.mining.writer import write
 
     table = _read_table(train)
-    task = mining["task"]
     columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in table.column_names]
     rows = [r for r in table.select(columns).to_pylist() if r["label"] is not None and r.get("task", task) == task]
     if not rows:
         raise PipelineError(f"{train}: no labelled rows of task {task!r} to mine")
+    if not any(r.get(f) for r in rows for f in ("user", "agent", "ocr")):
+        log(f"mine-{task}: the {task} rows carry no text (scene rows need [ocr] enabled); no rules")
     config = MiningConfig(seed=mining["seed"], max_predicates=mining["max_predicates"],
                           min_reward=float(mining["min_reward"]))
-    result = mine(rows, task, config)
+    result = mine(rows, task, config, proposer=_llm_proposer(mining, task))
     rules.parent.mkdir(parents=True, exist_ok=True)
     write(rules, task, result.labels, result.rules)
+    log(f"mine-{task}: {len(result.rules)} rule(s) -> {rules}")
 
 
-def _train(train: Path, model: Path, settings: dict) -> None:
-    from kdsl.adapters import AdapterError, adapter_class
+def _llm_proposer(mining: dict, task: str):
+    if mining["proposer"] != "llm":
+        return None
+    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer, LlmUnavailable
 
     try:
+        return LlmProposer(mining["llm_model"], LlmConfig(), task=task)
+    except LlmUnavailable as error:
+        raise PipelineError(f"[mining] llm_model: {error}") from None
+
+
+def _train(train: Path, model: Path, settings: dict, log: Callable[[str], None]) -> None:
+    from kdsl.adapters import AdapterError, adapter_class
+
+    extra = {"model": settings["base"]} if settings["adapter"] == "qwen2vl" else {}
+    try:
         adapter = adapter_class(settings["adapter"]).train(
-            _read_table(train), images=settings["images"], epochs=settings["epochs"],
-            seed=settings["seed"], flip=settings["flip"])
+            _read_table(train), images=settings["images"], log=log, epochs=settings["epochs"],
+            seed=settings["seed"], flip=settings["flip"], **extra, **settings["options"])
         adapter.save(model)
-    except AdapterError as error:
-        raise PipelineError(f"{train}: {error}") from None
+    except (AdapterError, TypeError) as error:  # TypeError: an option the adapter does not take
+        raise PipelineError(f"[model]: {error}") from None
 
 
 def _predict(dev: Path, model: Path, target: Path, images) -> None:
@@ -305,77 +360,55 @@ def _predict(dev: Path, model: Path, target: Path, images) -> None:
         raise PipelineError(f"{dev}: {error}") from None
 
 
-def _score(predicted: Path, rules: Path, target: Path) -> None:
+def _score(predicted: Path, rules: list[Path], target: Path) -> None:
     import kdsl.engine
     from kdsl.dsl import KdslError
     from kdsl.engine import InputError
 
     try:
-        engine = kdsl.engine.load(rules)
+        engine = kdsl.engine.load([str(p) for p in rules])
         _write_table(engine.score(_read_table(predicted)), target)
     except (KdslError, InputError) as error:
-        raise PipelineError(f"{rules}: {error}") from None
+        raise PipelineError(f"{', '.join(map(str, rules))}: {error}") from None
 
 
-def _evaluate(scored: dict[str, Path], target: Path, task: str) -> None:
+def _evaluate(scored: dict[str, Path], target: Path, tasks: list[str]) -> None:
     from kdsl.evaluation import evaluate
+    from kdsl.report import rule_changes
 
-    results = {"task": task, "variants": {}}
+    results = {"tasks": tasks, "variants": {}}
     for variant, path in scored.items():
         table = _read_table(path)
-        results["variants"][variant] = {"report": evaluate(table), "rules": rule_changes(table, task)}
+        results["variants"][variant] = {"report": evaluate(table),
+                                        "rules": [c for t in tasks for c in rule_changes(table, t)]}
     write_text_atomically(target, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
 
 
-def rule_changes(table, task: str) -> list[dict]:
-    """Per rule that decided a row of ``task``: rows decided, predictions it changed (its label
-    differs from ``model_label``), correct decisions and precision; most changes first."""
-    names = table.column_names
-    if f"{task}_rule" not in names:
-        return []
-    counts: dict[str, dict] = {}
-    for row in table.select([c for c in ("task", "label", "model_label", task, f"{task}_rule", f"{task}_source")
-                             if c in names]).to_pylist():
-        if row.get("task", task) != task or row[f"{task}_source"] != "rule":
-            continue
-        cell = counts.setdefault(row[f"{task}_rule"], {"rule": row[f"{task}_rule"], "label": row[task],
-                                                       "decided": 0, "changed": 0, "correct": 0, "labelled": 0})
-        cell["decided"] += 1
-        cell["changed"] += row[task] != row.get("model_label")
-        if row.get("label") is not None:
-            cell["labelled"] += 1
-            cell["correct"] += row[task] == row["label"]
-    for cell in counts.values():
-        cell["precision"] = cell["correct"] / cell["labelled"] if cell["labelled"] else None
-    return sorted(counts.values(), key=lambda c: (-c["changed"], -c["decided"], c["rule"]))
+def _seesaw(train: Path, dev: Path, target: Path, settings: dict, log: Callable[[str], None]) -> None:
+    """The paper's Figure 1 check with the baseline: both tasks trained jointly by one network vs
+    separately by one network each, per-task F1 on dev, for every seed."""
+    from kdsl.adapters.baseline import TASK_MODES, BaselineAdapter
+    from kdsl.metrics import task_scores
+
+    train_table, dev_table = _read_table(train), _read_table(dev)
+    runs = []
+    for seed in settings["seeds"]:
+        for mode in TASK_MODES:
+            log(f"seesaw: seed {seed}, tasks {mode}")
+            adapter = BaselineAdapter.train(train_table, images=settings["images"], tasks=mode,
+                                            epochs=settings["epochs"], seed=seed, flip=True)
+            predicted = adapter.predict(dev_table, images=settings["images"])
+            scores = task_scores(predicted.column("label").to_pylist(), predicted.column("model_label").to_pylist(),
+                                 predicted.column("task").to_pylist())
+            runs.append({"seed": seed, "tasks": mode, "scores": scores})
+    write_text_atomically(target, json.dumps({"epochs": settings["epochs"], "runs": runs}, indent=2) + "\n")
 
 
-def _cell(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _report(output: Path, evaluation: Path, seesaw: Path, scored: dict[str, Path], target: Path,
+            log: Callable[[str], None]) -> None:
+    from kdsl.report import render_report, write_figures
 
-
-def render_report(results: dict, top: int = 10) -> str:
-    variants = results["variants"]
-    lines = ["# KDSL pipeline report", "", "## Ablation (dev, class-weighted F1)", "",
-             "| setting | DIS | ISS | OSS |", "|---|---:|---:|---:|"]
-    for name, variant, prediction in ABLATION:
-        scores = variants[variant]["report"]["scores"].get(prediction)
-        if scores is None:  # no rule outputs (no rules mined): the final answer is the model's
-            scores = variants[variant]["report"]["scores"]["model"]
-        lines.append(f"| {name} | {_cell(scores.get('DIS'))} | {_cell(scores.get('ISS'))} | {_cell(scores.get('OSS'))} |")
-    rows = variants["flip"]["report"]["rows"]
-    tasks = ", ".join(f"{n} {t}" for t, n in rows["by_task"].items())
-    lines += ["", f"{rows['labelled']} labelled dev rows ({tasks}).", "",
-              f"## Rules that changed the most predictions (KDSL, task {results['task']})", ""]
-    changes = variants["flip"]["rules"][:top]
-    if not changes:
-        lines.append("No rule decided a dev row.")
-    else:
-        lines += ["| rule | label | changed | decided | precision |", "|---|---|---:|---:|---:|"]
-        for c in changes:
-            lines.append(f"| {c['rule']} | {c['label']} | {c['changed']} | {c['decided']} | {_cell(c['precision'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def _report(evaluation: Path, target: Path) -> None:
-    write_text_atomically(target, render_report(json.loads(evaluation.read_text(encoding="utf-8"))))
+    results = json.loads(evaluation.read_text(encoding="utf-8"))
+    seesaw_runs = json.loads(seesaw.read_text(encoding="utf-8"))
+    figures = write_figures(output, results, {v: _read_table(p) for v, p in scored.items()}, log)
+    write_text_atomically(target, render_report(results, seesaw_runs, figures))

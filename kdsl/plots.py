@@ -1,4 +1,5 @@
-"""Confusion-matrix PNGs with readable Chinese labels (matplotlib, no display needed).
+"""Charts for reports — confusion matrices and grouped bars — with readable Chinese labels
+(matplotlib, no display needed).
 
 Matplotlib's default font has no CJK glyphs, so labels such as ``物流页面-物流跟踪页面`` would be
 drawn as empty boxes. ``cjk_font()`` finds an installed CJK font (Noto Sans CJK, Source Han Sans,
@@ -89,4 +90,33 @@ def write_confusion_png(matrix: Confusion, title: str, path) -> None:
     with warnings.catch_warnings(), atomic_path(path) as tmp:
         # Without a CJK font every Chinese glyph warns; the caller has said so once already.
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.savefig(tmp, format="png", dpi=120)
+
+
+def write_bars_png(groups: dict[str, dict[str, float | None]], series: tuple[str, ...], title: str, path) -> None:
+    """A grouped bar chart: one group per key of ``groups`` (e.g. an ablation setting), one bar
+    per name in ``series`` (e.g. DIS, ISS, OSS) labelled with its value; written atomically.
+
+        >>> write_bars_png({"model": {"DIS": 0.4, "OSS": 0.5}, "+ rules": {"DIS": 0.5, "OSS": 0.6}},
+        ...                ("DIS", "OSS"), "ablation", "ablation.png")    # doctest: +SKIP
+    """
+    from matplotlib.figure import Figure
+
+    font = cjk_font()
+    text = {"fontfamily": [font, "DejaVu Sans"]} if font else {}
+    figure = Figure(figsize=(2.0 + 1.6 * len(groups), 4.2), layout="constrained")
+    axes = figure.add_subplot()
+    width = 0.8 / max(len(series), 1)
+    for k, name in enumerate(series):
+        values = [groups[g].get(name) for g in groups]
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(groups))]
+        bars = axes.bar(xs, [v or 0.0 for v in values], width, label=name)
+        axes.bar_label(bars, labels=["-" if v is None else f"{v:.3f}" for v in values], fontsize=7, padding=2)
+    axes.set_xticks(range(len(groups)), list(groups), **text)
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("weighted F1")
+    axes.set_title(title, **text)
+    axes.legend(loc="upper left", ncols=len(series), fontsize=8)
+    axes.grid(axis="y", alpha=0.3)
+    with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)

@@ -174,10 +174,3 @@ def test_stats_reports_coverage_precision_overlaps_and_conflicts(rules, data):
     assert (water["rows"], water["conflicts"], water["correct"], water["incorrect"], water["wins"]) == (2, 0.5, 1, 1, 0)
     code, out = run("stats", rules, "-d", data)
     assert code == 0 and "coverage" in out.splitlines()[0]
-
-
-def test_demo_runs_on_the_bundled_sample(tmp_path):
-    code, out = run("demo", "-o", tmp_path / "demo")
-    assert code == 0, out
-    assert "examples:" in out and "decided by a rule" in out
-    assert (tmp_path / "demo" / "scored.parquet").exists()

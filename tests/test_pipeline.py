@@ -18,8 +18,9 @@ def _config(folder: Path, **extra) -> Path:
     pq.write_table(table.take([i for i in range(table.num_rows) if i % 3 == 0]), folder / "dev.parquet")
     text = (f'output = "out"\n[data]\ntrain_table = "train.parquet"\ndev_table = "dev.parquet"\n'
             f'images = "{(SAMPLE / "images").as_posix()}"\n[ocr]\nenabled = false\n'
-            f'[mining]\nseed = 0\nmin_reward = {extra.get("min_reward", 0.5)}\ntask = "intent"\n'
-            f'[model]\nadapter = "baseline"\nepochs = 1\nseed = 0\n')
+            f'[mining]\nseed = 0\nmin_reward = {extra.get("min_reward", 0.5)}\ntasks = ["intent"]\n'
+            f'[model]\nadapter = "baseline"\nepochs = 1\nseed = 0\n'
+            f'[seesaw]\nseeds = [0, 1]\n')
     path = folder / "run.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -40,7 +41,7 @@ def finished(tmp_path_factory):
 
 def test_every_artefact_is_written(finished):
     out = finished[0] / "out"
-    for name in ("train.parquet", "dev.parquet", "rules/mined.kdsl", "model-flip/config.json",
+    for name in ("train.parquet", "dev.parquet", "rules/intent.kdsl", "model-flip/config.json",
                  "model-noflip/config.json", "dev.pred-flip.parquet", "dev.scored-noflip.parquet",
                  "evaluation.json", "report.md", ".steps.json"):
         assert (out / name).exists(), name
@@ -60,14 +61,32 @@ def test_report_has_the_four_ablation_rows(finished):
     assert "Rules that changed the most predictions" in report
 
 
+def test_report_states_the_rule_gain_the_seesaw_and_its_charts(finished):
+    out = finished[0] / "out"
+    report = (out / "report.md").read_text(encoding="utf-8")
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    model = evaluation["variants"]["noflip"]["report"]["scores"]["model"]["OSS"]
+    final = evaluation["variants"]["noflip"]["report"]["scores"]["final"]["OSS"]
+    assert f"OSS {model:.4f} → {final:.4f} ({final - model:+.4f})" in report
+    seesaw = json.loads((out / "seesaw.json").read_text())
+    assert sorted((r["seed"], r["tasks"]) for r in seesaw["runs"]) == [
+        (0, "joint"), (0, "separate"), (1, "joint"), (1, "separate")]
+    assert "## Seesaw check" in report and "| joint |" in report and "| separate |" in report
+    assert "Joint minus separate: DIS" in report
+    pytest.importorskip("matplotlib")
+    for name in ("ablation.png", "confusion-final-intent.png", "confusion-model-scene.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"]({name})" in report
+
+
 def test_a_rerun_skips_every_step(finished):
     folder, config = finished
     steps = json.loads((folder / "out" / ".steps.json").read_text())
-    assert {"import", "mine", "train-flip", "train-noflip", "predict-flip", "score-noflip",
+    assert {"import", "mine-intent", "train-flip", "train-noflip", "predict-flip", "score-noflip",
             "evaluate", "report"} <= set(steps)
     result = _run(config)
     assert result.exit_code == 0, result.output
-    assert "10 skipped" in result.output and "0 step(s) ran" in result.output
+    assert "11 skipped" in result.output and "0 step(s) ran" in result.output
     assert "running" not in result.output
 
 
@@ -79,12 +98,18 @@ def test_a_changed_mining_section_reruns_only_what_depends_on_it(tmp_path):
     assert result.exit_code == 0, result.output
     for step in ("import", "train-flip", "train-noflip", "predict-flip", "predict-noflip"):
         assert f"{step}: up to date, skipped" in result.output
-    assert "mine: running" in result.output
+    assert "mine-intent: running" in result.output
 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace('output = "out"\n', ""), "missing key 'output'"),
-    (lambda t: t + "colour = 1\n", "unknown key(s) in [model]: colour"),
+    (lambda t: t + "colour = 1\n", "unknown key(s) in [seesaw]: colour"),
+    (lambda t: t.replace('tasks = ["intent"]', 'tasks = ["intnet"]'), "[mining] tasks must be"),
+    (lambda t: t.replace('tasks = ["intent"]', 'tasks = "intent"'), "[mining] tasks must be an array"),
+    (lambda t: t.replace('seed = 0\nmin', 'proposer = "llm"\nseed = 0\nmin'), "llm_model"),
+    (lambda t: t.replace('adapter = "baseline"', 'adapter = "qwen2vl"'), "[model] base"),
+    (lambda t: t.replace('adapter = "baseline"', 'adapter = "bert"'), "[model] adapter must be one of"),
+    (lambda t: t.replace("seeds = [0, 1]", 'seeds = ["a"]'), "[seesaw] seeds must be an array of integers"),
     (lambda t: t.replace("[ocr]", "[oops]\n[ocr]"), "unknown key(s) oops"),
     (lambda t: t.replace('"train.parquet"', '"missing.parquet"'), "no such file"),
     (lambda t: t.replace('train_table = "train.parquet"\n', ""), "exactly one of 'train'"),

@@ -135,41 +135,6 @@ def stats(rule_paths, data, as_json):
     click.echo(_table(rows))
 
 
-@main.command()
-@click.option("-o", "--output", default="kdsl-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the demo's outputs.")
-def demo(output):
-    """Run the main job on the bundled sample: check the sample rules, score the sample, report."""
-    from importlib import resources
-
-    import pyarrow.parquet as pq
-
-    from kdsl.engine.examples import run_examples
-    from kdsl.engine.stats import rule_stats
-    from kdsl.io import atomic_path
-
-    samples = resources.files("kdsl") / "samples"
-    rules_dir, data_path = Path(str(samples / "rules")), Path(str(samples / "sample.parquet"))
-    engine = load_engine([rules_dir])
-    examples = run_examples(engine)
-    passed = sum(r.passed for r in examples)
-    click.echo(f"rules: {len(engine.rules)} in {rules_dir}; examples: {passed}/{len(examples)} pass")
-    table = pq.read_table(data_path)
-    scored = engine.score(table)
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "scored.parquet") as tmp:
-        pq.write_table(scored, tmp)
-    stats = [r for r in rule_stats(engine, table) if r["rows"]]
-    click.echo(_table(stats))
-    decided = [r for r in scored.to_pylist() if r["intent_source"] == "rule"]
-    intent_rows = sum(1 for t in table.column("task").to_pylist() if t == "intent")
-    correct = sum(r["intent"] == r["label"] for r in decided)
-    click.echo(f"\nintent rows decided by a rule: {len(decided)}/{intent_rows}; "
-               f"correct: {correct} ({correct / max(len(decided), 1):.1%})")
-    click.echo(f"scored table: {out / 'scored.parquet'}")
-
-
 def _table(rows) -> str:
     header = ["rule", "target", "label", "coverage", "rows", "overlaps", "conflicts", "correct",
               "incorrect", "precision", "wins"]
