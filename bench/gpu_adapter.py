@@ -1,5 +1,6 @@
-"""Qwen2-VL-7B on one GPU, random weights: kdsl's one-forward label scoring vs generate(), and a
-full fine-tuning step. Self-contained (torch + transformers only; no download, no kdsl import).
+"""Qwen2-VL-7B on one GPU, random weights: kdsl's one-forward label scoring vs generate(), a full
+fine-tuning step and a LoRA step. Self-contained (torch + transformers, and peft for the LoRA
+step; no download, no kdsl import).
 
     python bench/gpu_adapter.py --out bench/gpu_adapter.md            # on the GPU machine, a few minutes
     python bench/gpu_adapter.py --tiny --out /tmp/tiny.md             # CPU smoke test, seconds
@@ -213,7 +214,8 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--label-chunk", type=int, default=16, help="samples per label-scoring forward")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3; tiny 1)")
-    parser.add_argument("--no-train", action="store_true", help="skip the fine-tuning step")
+    parser.add_argument("--no-train", action="store_true", help="skip the fine-tuning steps")
+    parser.add_argument("--no-lora", action="store_true", help="skip the LoRA step (needs peft)")
     args = parser.parse_args()
 
     tiny = args.tiny
@@ -283,20 +285,22 @@ def main():
         print(f"batch {b}: label scoring {row['score']}, generate {row['generate']} samples/s", flush=True)
         rows.append(row)
 
-    train = None
+    train, lora = None, None
     if not args.no_train:
-        try:
-            model.train()
-            model.config.use_cache = False
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            optimiser = torch.optim.AdamW(model.parameters(), lr=5e-6)
-            batch = sample.batch(1, device, dtype)
-            label = torch.tensor([continuations[0]], device=device)
-            batch["input_ids"] = torch.cat([batch["input_ids"], label], 1)
-            batch["attention_mask"] = torch.ones_like(batch["input_ids"])
-            targets = batch["input_ids"].clone()
-            targets[:, :total_len] = -100
-            extra = mm_types(model, batch["input_ids"], ids["img"])
+        model.train()
+        model.config.use_cache = False
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        batch = sample.batch(1, device, dtype)
+        label = torch.tensor([continuations[0]], device=device)
+        batch["input_ids"] = torch.cat([batch["input_ids"], label], 1)
+        batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+        targets = batch["input_ids"].clone()
+        targets[:, :total_len] = -100
+        extra = mm_types(model, batch["input_ids"], ids["img"])
+
+        def step_timing(learning_rate):
+            """(seconds per AdamW step over the trainable weights, peak GiB or None), or "OOM"."""
+            optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
 
             def step():
                 loss = model(**batch, **extra, labels=targets, use_cache=False).loss
@@ -305,16 +309,32 @@ def main():
                 optimiser.zero_grad(set_to_none=True)
                 return loss
 
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            seconds = timed(step, device, max(1, repeats - 1))
-            peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
-            train = (seconds, peak)
-        except RuntimeError as error:
-            if not is_oom(error):
-                raise
-            train = "OOM"
+            try:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                seconds = timed(step, device, max(1, repeats - 1))
+                return seconds, torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
+            except RuntimeError as error:
+                if not is_oom(error):
+                    raise
+                return "OOM"
+            finally:
+                del optimiser
+                free(device)
+
+        train = step_timing(5e-6)
         print(f"fine-tuning step: {train}", flush=True)
+        if not args.no_lora:
+            try:
+                from peft import LoraConfig, get_peft_model
+            except ImportError:
+                print("note: peft is not installed; no LoRA step", flush=True)
+            else:
+                # kdsl's LoRA (kdsl/adapters/qwen2vl.py): rank 8, alpha 16, the language model's projections.
+                get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=[
+                    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+                lora = step_timing(1e-4)
+                print(f"LoRA step: {lora}", flush=True)
 
     def fmt(v):
         return "OOM" if v is None else f"{v:.1f}" if v >= 1 else f"{v:.3f}"
@@ -333,12 +353,14 @@ def main():
         *[f"| {r['batch']} | {fmt(r['score'])} | {fmt(r['generate'])} |" for r in rows],
         "",
     ]
-    if train == "OOM":
-        lines.append("One full fine-tuning step (AdamW, gradient checkpointing, batch 1): out of memory.")
-    elif train is not None:
-        peak = f", peak {train[1]:.1f} GiB allocated" if train[1] is not None else ""
-        lines.append(f"One full fine-tuning step (AdamW lr 5e-6, gradient checkpointing, batch 1, "
-                     f"{total_len + len(continuations[0])} tokens): {train[0]:.2f} s{peak}.")
+    for what, result in (("full fine-tuning step (AdamW lr 5e-6", train),
+                         ("LoRA step (rank 8, alpha 16, AdamW lr 1e-4", lora)):
+        if result == "OOM":
+            lines.append(f"One {what}, gradient checkpointing, batch 1): out of memory.")
+        elif result is not None:
+            peak = f", peak {result[1]:.1f} GiB allocated" if result[1] is not None else ""
+            lines.append(f"One {what}, gradient checkpointing, batch 1, "
+                         f"{total_len + len(continuations[0])} tokens): {result[0]:.2f} s{peak}.")
     lines.append(f"Label scoring runs {min(max(batches), args.label_chunk)} samples × {args.labels} labels per "
                  "forward (`--label-chunk`).")
     text = "\n".join(lines) + "\n"

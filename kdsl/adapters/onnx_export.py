@@ -90,34 +90,46 @@ def _export_network(network, settings: Settings, n_classes: int, path: Path) -> 
     rows, ids, images = Dim("n_rows", min=0), Dim("n_ids", min=0), Dim("n_images", min=0)
     shapes = {"ids": {0: ids}, "id_rows": {0: ids}, "images": {0: images}, "image_rows": {0: images},
               "mask": {0: rows}}
-    # The exporter prints progress lines to stdout and warns freely; neither is for our users.
+    quiet_export(_exportable(network), example, path, list(INPUTS), [OUTPUT], shapes)
+
+
+def quiet_export(module, example: tuple, path: Path, inputs: list[str], outputs: list[str], shapes: dict) -> None:
+    """``torch.onnx.export(..., dynamo=True)`` of ``module`` to ``path``, without the progress
+    lines and warnings the exporter prints (none is for our users)."""
+    import torch
+
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         quiet.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping torchvision::nms"
-        program = torch.onnx.export(_exportable(network), example, dynamo=True, opset_version=OPSET,
-                                    input_names=list(INPUTS), output_names=[OUTPUT],
-                                    dynamic_shapes=shapes, verbose=False)
-        program.save(str(path))
-    quiet.setLevel(level)
+        try:
+            program = torch.onnx.export(module, example, dynamo=True, opset_version=OPSET, input_names=inputs,
+                                        output_names=outputs, dynamic_shapes=shapes, verbose=False)
+            program.save(str(path))
+        finally:
+            quiet.setLevel(level)
 
 
 def export(model_dir, output) -> list[str]:
-    """Export the baseline model in ``model_dir`` to the directory ``output`` (written
-    atomically); the names of the .onnx files written. AdapterError for a model that is not a
-    baseline one, or when the exporter's packages are missing."""
+    """Export the model in ``model_dir`` (baseline or qwen2vl) to the directory ``output``
+    (written atomically); the names of the .onnx files written. AdapterError for another kind
+    of model, or when the exporter's packages are missing."""
     from kdsl.adapters import load
 
-    adapter = load(model_dir)
-    if not isinstance(adapter, BaselineAdapter):
-        raise AdapterError(f"{model_dir}: a {adapter.name} model; only baseline models export to ONNX")
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as error:
         raise AdapterError(f"exporting to ONNX needs onnx and onnxscript: pip install onnx onnxscript ({error})") \
             from None
+    adapter = load(model_dir)
+    if adapter.name == "qwen2vl":
+        from kdsl.adapters.qwen2vl_onnx import export as export_qwen2vl
+
+        return export_qwen2vl(adapter, output)
+    if not isinstance(adapter, BaselineAdapter):
+        raise AdapterError(f"{model_dir}: a {adapter.name} model; only baseline and qwen2vl models export to ONNX")
     from kdsl.adapters.baseline import _classes
 
     files = {key: f"network{i}.onnx" for i, key in enumerate(adapter.networks)}
@@ -135,6 +147,33 @@ def providers(ort) -> list[str]:
     to the CPU by itself when CUDA is built in but no GPU can be used."""
     available = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def open_session(directory, name: str):
+    """An onnxruntime session of ``directory/name`` on ``providers``; AdapterError when
+    onnxruntime or the file is missing or the file is not a model onnxruntime can load."""
+    try:
+        from kdsl.ort import onnxruntime
+
+        ort = onnxruntime()
+    except ImportError as error:
+        raise AdapterError(f"--runtime onnx needs onnxruntime: pip install onnxruntime ({error})") from None
+    path = Path(directory) / name
+    if not path.is_file():
+        raise AdapterError(f"{directory}: no {name}")
+    try:
+        return ort.InferenceSession(str(path), providers=providers(ort))
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
+        raise AdapterError(f"{path}: onnxruntime cannot load it ({error})") from None
+
+
+def load_export(directory):
+    """The adapter of an export directory from ``export``, whichever model it holds."""
+    if read_config(directory).get("adapter") == "qwen2vl":
+        from kdsl.adapters.qwen2vl_onnx import OnnxQwen2VLAdapter
+
+        return OnnxQwen2VLAdapter.load(directory)
+    return OnnxBaselineAdapter.load(directory)
 
 
 class OnnxBaselineAdapter(BaselineAdapter):
@@ -162,22 +201,7 @@ class OnnxBaselineAdapter(BaselineAdapter):
             files = dict(config["networks"])
         except (KeyError, TypeError, ValueError) as error:
             raise AdapterError(f"{directory}: config.json is not an ONNX export's ({error})") from None
-        try:
-            from kdsl.ort import onnxruntime
-
-            ort = onnxruntime()
-        except ImportError as error:
-            raise AdapterError(f"--runtime onnx needs onnxruntime: pip install onnxruntime ({error})") from None
-        sessions = {}
-        for key, name in files.items():
-            path = Path(directory) / name
-            if not path.is_file():
-                raise AdapterError(f"{directory}: no {name}")
-            try:
-                sessions[key] = ort.InferenceSession(str(path), providers=providers(ort))
-            except Exception as error:  # onnxruntime raises its own types for a bad file
-                raise AdapterError(f"{path}: onnxruntime cannot load it ({error})") from None
-        return cls(labels, settings, sessions)
+        return cls(labels, settings, {key: open_session(directory, name) for key, name in files.items()})
 
     @property
     def providers(self) -> list[str]:
@@ -195,4 +219,4 @@ def load(directory) -> OnnxBaselineAdapter:
     return OnnxBaselineAdapter.load(directory)
 
 
-__all__ = ["OnnxBaselineAdapter", "export", "load"]
+__all__ = ["OnnxBaselineAdapter", "export", "load", "load_export"]

@@ -2,7 +2,10 @@
 config, checked against the labels of each row's task and copied into the standard columns.
 
 Use it to run rules over the output of a model served elsewhere: nothing is learned except the
-label sets (from a labelled table, or given).
+label sets (from a labelled table, or given). Columns: ``label_column`` (required), ``score_column``
+(a probability; when absent, the top-k entry of the label, else 1.0; the default ``model_score``
+may be missing from the input, a column named otherwise may not) and ``topk_column`` (optional,
+``list<struct<label: string, score: float32>>``, every label of the row's task).
 
     >>> import pyarrow as pa
     >>> adapter = PrecomputedAdapter.train(pa.table({"task": ["intent"], "label": ["退款"]}),
@@ -17,6 +20,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from kdsl.adapters.base import (
+    TOPK_TYPE,
     Adapter,
     AdapterError,
     labels_by_task,
@@ -25,51 +29,72 @@ from kdsl.adapters.base import (
 )
 from kdsl.adapters.storage import atomic_directory, read_config, write_config
 
+DEFAULT_SCORE = "model_score"
+
 
 class PrecomputedAdapter(Adapter):
     name = "precomputed"
 
     def __init__(self, labels: dict[str, list[str]], label_column: str = "model_label",
-                 score_column: str | None = "model_score"):
+                 score_column: str | None = DEFAULT_SCORE, topk_column: str | None = None):
         self.labels = labels
         self.label_column = label_column
         self.score_column = score_column
+        self.topk_column = topk_column
 
     @classmethod
-    def train(cls, table, labels=None, label_column="model_label", score_column="model_score", **options):
+    def train(cls, table, labels=None, label_column="model_label", score_column=DEFAULT_SCORE, topk_column=None,
+              **options):
         if options:
             raise AdapterError(f"the precomputed adapter takes no option {', '.join(map(repr, options))}")
-        return cls(labels_by_task(table, labels), label_column, score_column)
+        return cls(labels_by_task(table, labels), label_column, score_column, topk_column)
 
     def save(self, directory) -> None:
         with atomic_directory(directory) as tmp:
-            write_config(tmp, {"adapter": self.name, "labels": self.labels,
-                               "label_column": self.label_column, "score_column": self.score_column})
+            write_config(tmp, {"adapter": self.name, "labels": self.labels, "label_column": self.label_column,
+                               "score_column": self.score_column, "topk_column": self.topk_column})
 
     @classmethod
     def load(cls, directory):
         config = read_config(directory)
-        return cls(config["labels"], config["label_column"], config.get("score_column"))
+        try:
+            return cls(config["labels"], config["label_column"], config.get("score_column"),
+                       config.get("topk_column"))
+        except KeyError as error:
+            raise AdapterError(f"{directory}: config.json is not a precomputed model's (no {error})") from None
+
+    def _column(self, table: pa.Table, name: str, role: str) -> list:
+        if name not in table.column_names:
+            raise AdapterError(f"no {role} column {name!r} in the input (its columns: {', '.join(table.column_names)})")
+        if role != "top-k":
+            return table.column(name).to_pylist()
+        try:
+            return table.column(name).cast(TOPK_TYPE).to_pylist()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise AdapterError(f"top-k column {name!r} is {table.column(name).type}, not "
+                               "list<struct<label: string, score: float>>") from None
 
     def predict(self, table: pa.Table, images=None) -> pa.Table:
-        if self.label_column not in table.column_names:
-            raise AdapterError(f"no prediction column {self.label_column!r}")
-        predicted = table.column(self.label_column).to_pylist()
-        # Without a score column the prediction is taken as certain: there is nothing to weigh it by.
-        if self.score_column and self.score_column in table.column_names:
-            scores = table.column(self.score_column).to_pylist()
-        else:
-            scores = [None if label is None else 1.0 for label in predicted]
+        predicted = self._column(table, self.label_column, "prediction")
+        scores = None
+        # The default score column may be absent (a log of labels only); one named otherwise may not.
+        if self.score_column and (self.score_column != DEFAULT_SCORE or DEFAULT_SCORE in table.column_names):
+            scores = self._column(table, self.score_column, "score")
+        given_topk = self._column(table, self.topk_column, "top-k") if self.topk_column else [None] * table.num_rows
         tasks = row_tasks(table, self.labels)
         ids = table.column("id").to_pylist() if "id" in table.column_names else range(table.num_rows)
         allowed = {task: set(labels) for task, labels in self.labels.items()}
         labels_out, scores_out, topk = [], [], []
-        for row_id, task, label, score in zip(ids, tasks, predicted, scores):
+        for row_id, task, label, score, best in zip(ids, tasks, predicted, scores or [None] * len(ids), given_topk):
             if task not in allowed or label is None:
                 labels_out.append(None), scores_out.append(None), topk.append(None)
                 continue
-            if label not in allowed[task]:
-                raise AdapterError(f"row {row_id!r}: predicted label {label!r} is not a {task} label")
+            for name in [label] + [entry["label"] for entry in best or []]:
+                if name not in allowed[task]:
+                    raise AdapterError(f"row {row_id!r}: predicted label {name!r} is not a {task} label")
+            if scores is None:
+                # Without a score column, the label's top-k entry; else the prediction counts as certain.
+                score = next((entry["score"] for entry in best or [] if entry["label"] == label), 1.0)
             labels_out.append(label), scores_out.append(score)
-            topk.append([{"label": label, "score": score}])
+            topk.append(best or [{"label": label, "score": score}])
         return with_predictions(table, labels_out, scores_out, topk)

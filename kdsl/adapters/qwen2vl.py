@@ -17,10 +17,17 @@ Prediction: the prompt runs once (``use_cache=True``); then every candidate labe
 one batch. A label's score is the sum of its tokens' log-probabilities; ``model_score`` /
 ``model_topk`` are the softmax of those over the task's labels.
 
-Training: full fine-tuning with AdamW (lr 5e-6, 3 epochs), the loss being the cross-entropy of
-the gold label's tokens given the prompt; one row per forward pass, gradients accumulated over
-``gradient_accumulation`` rows; images flipped horizontally at random (``kdsl.data.augment``);
-optional gradient checkpointing; bf16 on CUDA, fp32 on a CPU.
+Training: full fine-tuning with AdamW (lr 5e-6, 3 epochs), or LoRA (``lora_rank`` > 0: peft
+adapters on the language model's attention and MLP projections, the rest frozen), the loss being
+the cross-entropy of the gold label's tokens given the prompt; one row per forward pass,
+gradients accumulated over ``gradient_accumulation`` rows; images flipped horizontally at random
+(``kdsl.data.augment``); optional gradient checkpointing; bf16 on CUDA, fp32 on a CPU.
+
+With ``checkpoint=DIR``, ``fit`` writes a checkpoint after every epoch (the trainable weights,
+AdamW's state, the epoch, the losses so far and the torch RNG state), atomically; with
+``resume=True`` it continues from one, giving the weights an uninterrupted run gives. A LoRA
+model saves only its adapter (peft's ``adapter_config.json`` + ``adapter_model.safetensors``) and
+the absolute path of its base model folder, which must still be there to load it.
 
     >>> adapter = Qwen2VLAdapter.train(table, model="weights/Qwen2-VL-7B-Instruct",
     ...                                images="data/images")                    # doctest: +SKIP
@@ -32,6 +39,7 @@ optional gradient checkpointing; bf16 on CUDA, fp32 on a CPU.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -48,10 +56,20 @@ from kdsl.adapters.base import (
     row_tasks,
     with_predictions,
 )
-from kdsl.adapters.storage import atomic_directory, read_config, write_config
+from kdsl.adapters.storage import (
+    atomic_directory,
+    read_config,
+    read_weights,
+    write_config,
+    write_weights,
+)
 from kdsl.data.augment import augment_image
 
 MODEL_FOLDER = "model"  # the Hugging Face folder inside a saved model directory
+LORA_FOLDER = "lora"  # peft's adapter folder inside a saved LoRA model directory
+# The language model's linear layers (the vision tower's are named qkv / proj / fc1 / fc2).
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+CHECKPOINT_STATE, CHECKPOINT_TRAINER = "checkpoint.json", "trainer.pt"
 SYSTEM = "You are a helpful assistant."
 START, END = "<用户与客服的对话 START>", "<用户与客服的对话 END>"
 INTENT_HEAD = "你是一个电商客服专家，请根据用户与客服的多轮对话判断用户的意图分类标签。\n" + START + "\n"
@@ -77,10 +95,15 @@ class Settings:
     cutoff: int = 1024
     top_k: int = 5
     device: str = "auto"  # auto: cuda when available, else cpu
+    lora_rank: int = 0  # 0: full fine-tuning
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
 
     def __post_init__(self):
         if self.epochs < 1 or self.gradient_accumulation < 1 or self.top_k < 1 or self.cutoff < 16:
             raise AdapterError("epochs, gradient_accumulation and top_k must be at least 1, cutoff at least 16")
+        if self.lora_rank < 0 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
+            raise AdapterError("lora_rank must be at least 0, lora_alpha above 0, lora_dropout in [0, 1)")
 
 
 @dataclass
@@ -95,8 +118,10 @@ class Prompt:
 class Qwen2VLAdapter(Adapter):
     name = "qwen2vl"
 
-    def __init__(self, labels, settings: Settings, model, tokenizer, image_processor):
+    def __init__(self, labels, settings: Settings, model, tokenizer, image_processor, base=None, peft=None):
         self.labels = labels
+        self.base = base  # the model folder it was loaded from (a LoRA model's base)
+        self.peft = peft  # the PeftModel wrapping ``model`` (modified in place) when LoRA is on
         self.settings = settings
         self.model = model
         self.tokenizer = tokenizer
@@ -112,22 +137,38 @@ class Qwen2VLAdapter(Adapter):
         """An adapter over the model in a local ``folder``, untrained (zero-shot label scoring)."""
         settings = _settings(options)
         model, tokenizer, image_processor = _load_folder(folder, _device(settings))
+        peft = None
+        if settings.lora_rank:
+            from peft import LoraConfig, get_peft_model
+
+            # The adapters' random start comes from the seed, so that equal settings train alike.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(settings.seed)
+                peft = get_peft_model(model, LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha,
+                                                        lora_dropout=settings.lora_dropout,
+                                                        target_modules=LORA_TARGETS))
         return cls({task: sorted(names) for task, names in labels.items()}, settings, model, tokenizer,
-                   image_processor)
+                   image_processor, base=Path(folder).resolve(), peft=peft)
 
     @classmethod
-    def train(cls, table: pa.Table, labels=None, images=None, log=None, model=None, **options) -> Qwen2VLAdapter:
+    def train(cls, table: pa.Table, labels=None, images=None, log=None, model=None, checkpoint=None,
+              resume=False, **options) -> Qwen2VLAdapter:
         """Fine-tune the model in the local folder ``model`` on the labelled rows of ``table``.
-        ``images``: the data root of ``image_paths``. Options are the fields of ``Settings``."""
+        ``images``: the data root of ``image_paths``; ``checkpoint`` / ``resume``: as in ``fit``.
+        Options are the fields of ``Settings``."""
         if model is None:
             raise AdapterError("the qwen2vl adapter needs model=<a local Qwen2-VL folder>")
         labels = labels_by_task(table, labels)
         adapter = cls.from_model(model, labels, **options)
-        adapter.fit(table, images=images, log=log)
+        adapter.fit(table, images=images, log=log, checkpoint=checkpoint, resume=resume)
         return adapter
 
-    def fit(self, table: pa.Table, images=None, log=None) -> list[float]:
-        """Train on the labelled rows of ``table``; the mean loss of every epoch."""
+    def fit(self, table: pa.Table, images=None, log=None, checkpoint=None, resume=False) -> list[float]:
+        """Train on the labelled rows of ``table``; the mean loss of every epoch.
+
+        ``checkpoint``: a directory written (atomically) after every epoch. An existing one is
+        an error unless ``resume``; with ``resume``, training continues after its last epoch
+        (and starts afresh when there is none). The caller removes it once the model is saved."""
         settings, model = self.settings, self.model
         tasks, gold = table.column("task").to_pylist(), table.column("label").to_pylist()
         rows = [i for i, (t, g) in enumerate(zip(tasks, gold)) if t in self.labels and g is not None]
@@ -139,17 +180,29 @@ class Qwen2VLAdapter(Adapter):
         records = table.take(rows).to_pylist()
         started = time.perf_counter()
         torch.manual_seed(settings.seed)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
+        trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+        optimiser = torch.optim.AdamW(trainable.values(), lr=settings.learning_rate,
                                       weight_decay=settings.weight_decay)
+        losses: list[float] = []
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            fingerprint = _fingerprint(settings, self.labels, records)
+            if checkpoint.exists() and not resume:
+                raise AdapterError(f"{checkpoint}: a checkpoint of an earlier run is there; resume it "
+                                   "(kdsl train --resume) or remove it")
+            if checkpoint.exists():
+                losses = _restore(checkpoint, fingerprint, trainable, optimiser)
+                if log:
+                    log(f"qwen2vl: resuming after epoch {len(losses)}/{settings.epochs} from {checkpoint}")
         if settings.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            # Non-reentrant: with LoRA the checkpointed inputs need no grad for the adapters to get one.
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
         model.train()
-        order = random.Random(f"kdsl-qwen2vl:{settings.seed}")
-        losses = []
-        for epoch in range(settings.epochs):
+        for epoch in range(len(losses), settings.epochs):
+            # One shuffle per epoch from its own seed, so that a resumed run needs no saved order.
             positions = list(range(len(records)))
-            order.shuffle(positions)
+            random.Random(f"kdsl-qwen2vl:{settings.seed}:{epoch}").shuffle(positions)
             total = 0.0
             optimiser.zero_grad()
             for step, position in enumerate(positions, 1):
@@ -163,6 +216,8 @@ class Qwen2VLAdapter(Adapter):
                     optimiser.step()
                     optimiser.zero_grad()
             losses.append(total / len(positions))
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, fingerprint, losses, trainable, optimiser)
             if log:
                 log(f"qwen2vl: epoch {epoch + 1}/{settings.epochs} loss {losses[-1]:.4f}")
         if settings.gradient_checkpointing:
@@ -294,7 +349,6 @@ class Qwen2VLAdapter(Adapter):
         """``table`` with model_label / model_score / model_topk; ``images``: the data root."""
         tasks = row_tasks(table, self.labels)
         labels, scores, topk = [None] * table.num_rows, [None] * table.num_rows, [None] * table.num_rows
-        self.model.eval()
         for i, record in enumerate(table.to_pylist()):
             task = tasks[i]
             if task not in self.labels:
@@ -312,9 +366,15 @@ class Qwen2VLAdapter(Adapter):
     # ------------------------------------------------------------------------------ storage
 
     def save(self, directory) -> None:
+        """Full fine-tuning: the whole Hugging Face folder. LoRA: only the adapter, and the base
+        folder's absolute path (its weights are not copied)."""
         with atomic_directory(directory) as tmp:
-            write_config(tmp, {"adapter": self.name, "labels": self.labels, "settings": asdict(self.settings),
-                               "model": MODEL_FOLDER})
+            config = {"adapter": self.name, "labels": self.labels, "settings": asdict(self.settings)}
+            if self.peft is not None:
+                write_config(tmp, {**config, "base_model": str(self.base), "lora": LORA_FOLDER})
+                self.peft.save_pretrained(Path(tmp) / LORA_FOLDER, safe_serialization=True)
+                return
+            write_config(tmp, {**config, "model": MODEL_FOLDER})
             folder = Path(tmp) / MODEL_FOLDER
             self.model.save_pretrained(folder, safe_serialization=True)
             self.tokenizer.save_pretrained(folder)
@@ -325,11 +385,23 @@ class Qwen2VLAdapter(Adapter):
         config = read_config(directory)
         try:
             labels, settings = config["labels"], Settings(**config["settings"])
-            folder = Path(directory) / config["model"]
+            lora = config.get("lora")
+            folder = Path(config["base_model"]) if lora else Path(directory) / config["model"]
         except (KeyError, TypeError) as error:
             raise AdapterError(f"{directory}: config.json is not a qwen2vl model's ({error})") from None
+        if lora and not folder.is_dir():
+            raise AdapterError(f"{directory}: its LoRA adapter applies to the base model folder {folder} "
+                               "(config.json 'base_model'), which is not there")
         model, tokenizer, image_processor = _load_folder(folder, _device(settings))
-        return cls(labels, settings, model, tokenizer, image_processor)
+        peft = None
+        if lora:
+            from peft import PeftModel
+
+            try:
+                peft = PeftModel.from_pretrained(model, Path(directory) / lora)
+            except (OSError, ValueError) as error:
+                raise AdapterError(f"{Path(directory) / lora}: not a LoRA adapter folder ({error})") from None
+        return cls(labels, settings, model.eval(), tokenizer, image_processor, base=folder.resolve(), peft=peft)
 
 
 # ---------------------------------------------------------------------------------- internals
@@ -367,6 +439,49 @@ def _load_folder(folder, device: torch.device):
     except (OSError, ValueError) as error:
         raise AdapterError(f"{folder}: not a Qwen2-VL folder ({error})") from None
     return model.to(device).eval(), tokenizer, image_processor
+
+
+def _fingerprint(settings: Settings, labels, records) -> str:
+    """What a checkpoint must have been trained on to be resumed: the settings (but the
+    device), the labels and the training rows."""
+    what = {**asdict(settings), "device": None, "labels": labels, "records": records}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def _save_checkpoint(directory: Path, fingerprint: str, losses, trainable: dict, optimiser) -> None:
+    with atomic_directory(directory) as tmp:
+        write_weights(tmp, trainable)
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save({"optimizer": optimiser.state_dict(), "rng": rng}, tmp / CHECKPOINT_TRAINER)
+        (tmp / CHECKPOINT_STATE).write_text(json.dumps({"fingerprint": fingerprint, "losses": losses}) + "\n",
+                                            encoding="utf-8")
+
+
+def _restore(directory: Path, fingerprint: str, trainable: dict, optimiser) -> list[float]:
+    """Load a checkpoint into the trainable weights and the optimiser; the losses of its epochs."""
+    try:
+        state = json.loads((directory / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+        weights = read_weights(directory)
+        # weights_only: the unpickler accepts tensors and plain containers only, never code.
+        trainer = torch.load(directory / CHECKPOINT_TRAINER, weights_only=True)
+    except (OSError, ValueError, RuntimeError, AdapterError) as error:
+        raise AdapterError(f"{directory}: not a readable qwen2vl checkpoint ({error}); remove it to start afresh") \
+            from None
+    if state.get("fingerprint") != fingerprint:
+        raise AdapterError(f"{directory}: the checkpoint is of other training rows, labels or settings; "
+                           "remove it to start afresh")
+    if set(weights) != set(trainable):
+        raise AdapterError(f"{directory}: the checkpoint's weights are not this model's trainable ones")
+    with torch.no_grad():
+        for name, parameter in trainable.items():
+            parameter.copy_(weights[name])
+    optimiser.load_state_dict(trainer["optimizer"])
+    torch.set_rng_state(trainer["rng"]["torch"])
+    if "cuda" in trainer["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(trainer["rng"]["cuda"])
+    return list(state["losses"])
 
 
 def _token_id(tokenizer, token: str) -> int:

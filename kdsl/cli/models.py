@@ -2,17 +2,25 @@
 
     kdsl train train.parquet -o model/ --images data/images --epochs 25 --tasks joint
     kdsl train train.parquet -o model/ --images data/images --adapter qwen2vl \
-        --model weights/Qwen2-VL-7B-Instruct --lr 5e-6 --epochs 3 --grad-accum 8 --gradient-checkpointing
+        --model weights/Qwen2-VL-7B-Instruct --lr 5e-6 --epochs 3 --grad-accum 8 --gradient-checkpointing \
+        [--lora --lora-rank 8 --lora-alpha 16] [--resume]
+    kdsl train log.parquet -o model/ --adapter precomputed --label-column pred --score-column prob
     kdsl predict dev.parquet -m model/ -o dev.pred.parquet --images data/images
     kdsl export-onnx model/ -o model.onnx/
     kdsl predict dev.parquet -m model.onnx/ --runtime onnx -o dev.pred.parquet --images data/images
 
 ``predict`` adds ``model_label``, ``model_score`` and ``model_topk``; ``kdsl score`` then lets
 rules override them, and ``kdsl eval`` scores the result.
+
+qwen2vl training writes a checkpoint to ``OUTPUT.checkpoint/`` (beside ``-o OUTPUT``) after every
+epoch; an interrupted run continues from it with the same command plus ``--resume``, and the
+checkpoint is removed once the model is saved. Without ``--resume`` an existing checkpoint is an
+error, so that a restart never silently throws away finished epochs.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -44,32 +52,57 @@ from kdsl.cli.common import InputProblem, main, read_parquet
               help="qwen2vl: trade compute for memory while training.")
 @click.option("--cutoff", default=None, type=click.IntRange(16),
               help="qwen2vl: most prompt + label tokens (default 1024; the oldest dialogue is cut).")
+@click.option("--lora", is_flag=True, default=False,
+              help="qwen2vl: train LoRA adapters on the language model instead of every weight; the model "
+                   "directory then holds only the adapter and the base folder's path.")
+@click.option("--lora-rank", default=None, type=click.IntRange(1), help="qwen2vl --lora: rank (default 8).")
+@click.option("--lora-alpha", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="qwen2vl --lora: scaling alpha (default 16).")
+@click.option("--resume", is_flag=True, default=False,
+              help="qwen2vl: continue from OUTPUT.checkpoint/ (written after every epoch) if it is there.")
+@click.option("--label-column", default=None, help="precomputed: the column of predicted labels (model_label).")
+@click.option("--score-column", default=None, help="precomputed: the column of their probabilities (model_score).")
+@click.option("--topk-column", default=None,
+              help="precomputed: a list<struct<label, score>> column of the best labels (none by default).")
 def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode, model_folder, learning_rate,
-          gradient_accumulation, gradient_checkpointing, cutoff):
+          gradient_accumulation, gradient_checkpointing, cutoff, lora, lora_rank, lora_alpha, resume,
+          label_column, score_column, topk_column):
     """Train a model on the labelled rows of TRAIN.parquet and save it to a directory."""
     from kdsl.adapters import AdapterError, adapter_class
 
-    qwen2vl_only = {"--model": model_folder, "--lr": learning_rate, "--grad-accum": gradient_accumulation,
-                    "--gradient-checkpointing": gradient_checkpointing or None, "--cutoff": cutoff}
+    columns = {"label_column": label_column, "score_column": score_column, "topk_column": topk_column}
+    only = {
+        "qwen2vl": {"--model": model_folder, "--lr": learning_rate, "--grad-accum": gradient_accumulation,
+                    "--gradient-checkpointing": gradient_checkpointing or None, "--cutoff": cutoff,
+                    "--lora": lora or None, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha,
+                    "--resume": resume or None},
+        "precomputed": _flags(columns),
+    }
+    for owner, options in only.items():
+        given = [name for name, value in options.items() if value is not None]
+        if given and adapter_name != owner:
+            raise InputProblem(f"{', '.join(given)}: only for --adapter {owner}, not {adapter_name}")
     if adapter_name == "qwen2vl":
         if model_folder is None:
             raise InputProblem("--adapter qwen2vl needs --model DIR, a local Qwen2-VL folder")
         if not Path(model_folder).is_dir():
             raise InputProblem(f"{model_folder}: no such directory (--model must be a local Qwen2-VL folder)")
-    else:
-        given = [name for name, value in qwen2vl_only.items() if value is not None]
-        if given:
-            raise InputProblem(f"{', '.join(given)}: only for --adapter qwen2vl, not {adapter_name}")
+        if (lora_rank is not None or lora_alpha is not None) and not lora:
+            raise InputProblem("--lora-rank, --lora-alpha: only with --lora")
     table = read_parquet(input_path).read()
     if images_root is not None and not Path(images_root).is_dir():
         raise InputProblem(f"{images_root}: no such directory")
     try:
         cls = adapter_class(adapter_name)
         if adapter_name == "qwen2vl":
+            checkpoint = checkpoint_path(output)
             options = {"model": model_folder, "images": images_root, "seed": seed,
-                       "gradient_checkpointing": gradient_checkpointing}
+                       "gradient_checkpointing": gradient_checkpointing, "checkpoint": checkpoint, "resume": resume}
+            if lora:
+                options["lora_rank"] = lora_rank or 8
             for key, value in (("epochs", epochs), ("learning_rate", learning_rate),
-                               ("gradient_accumulation", gradient_accumulation), ("cutoff", cutoff)):
+                               ("gradient_accumulation", gradient_accumulation), ("cutoff", cutoff),
+                               ("lora_alpha", lora_alpha)):
                 if value is not None:
                     options[key] = value
             if images_root is None and "image_paths" in table.column_names:
@@ -88,13 +121,27 @@ def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode
             adapter = cls.train(table, log=log, **options)
         else:
             started = time.perf_counter()
-            adapter = cls.train(table)
+            adapter = cls.train(table, **{key: value for key, value in columns.items() if value is not None})
         adapter.save(output)
     except AdapterError as error:
         raise InputProblem(f"{input_path}: {error}") from None
+    if adapter_name == "qwen2vl":
+        shutil.rmtree(checkpoint, ignore_errors=True)  # the saved model supersedes it
     labels = ", ".join(f"{task}: {len(names)} labels" for task, names in adapter.labels.items())
     click.echo(f"trained {adapter_name} on {table.num_rows} rows ({labels}) in "
                f"{time.perf_counter() - started:.1f}s -> {output}", err=True)
+
+
+def checkpoint_path(output) -> Path:
+    """Where ``kdsl train -o OUTPUT`` keeps its checkpoint: beside OUTPUT, since OUTPUT itself
+    is written whole at the end."""
+    output = Path(output)
+    return output.with_name(output.name + ".checkpoint")
+
+
+def _flags(options: dict) -> dict:
+    """``{"label_column": v}`` as ``{"--label-column": v}``, for messages naming the options given."""
+    return {"--" + key.replace("_", "-"): value for key, value in options.items()}
 
 
 @main.command()
@@ -107,7 +154,11 @@ def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode
 @click.option("--runtime", default="torch", show_default=True, type=click.Choice(["torch", "onnx"]),
               help="torch: a model directory from `kdsl train`; onnx: a directory from `kdsl export-onnx`, "
                    "run by onnxruntime (on CUDA when onnxruntime-gpu finds a GPU, else the CPU).")
-def predict(input_path, model_dir, output, images_root, batch_size, runtime):
+@click.option("--label-column", default=None, help="precomputed model: read the labels from this column instead.")
+@click.option("--score-column", default=None, help="precomputed model: read the probabilities from this column.")
+@click.option("--topk-column", default=None, help="precomputed model: read the best labels from this column.")
+def predict(input_path, model_dir, output, images_root, batch_size, runtime, label_column, score_column,
+            topk_column):
     """Add model_label, model_score and model_topk to every row, streaming batches."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -122,13 +173,21 @@ def predict(input_path, model_dir, output, images_root, batch_size, runtime):
         raise InputProblem(f"{images_root}: no such directory")
     try:
         if runtime == "onnx":
-            from kdsl.adapters.onnx_export import OnnxBaselineAdapter
+            from kdsl.adapters.onnx_export import load_export
 
-            adapter = OnnxBaselineAdapter.load(model_dir)
+            adapter = load_export(model_dir)
         else:
             adapter = kdsl.adapters.load(model_dir)
     except AdapterError as error:
         raise InputProblem(str(error)) from None
+    columns = {"label_column": label_column, "score_column": score_column, "topk_column": topk_column}
+    if any(value is not None for value in columns.values()):
+        if adapter.name != "precomputed":
+            given = [name for name, value in _flags(columns).items() if value is not None]
+            raise InputProblem(f"{', '.join(given)}: only for a precomputed model, and {model_dir} is {adapter.name}")
+        for key, value in columns.items():
+            if value is not None:
+                setattr(adapter, key, value)
     source = read_parquet(input_path)
     schema = adapter.output_schema(source.schema_arrow)
     rows = 0

@@ -137,3 +137,48 @@ def test_bad_onnx_input_exits_2_with_an_error_line(data, tmp_path, case):
     assert code == 2, out
     assert out.startswith("error: ") and "Traceback" not in out
     assert not (tmp_path / "x").exists() and not (tmp_path / "o.parquet").exists()
+
+
+def test_precomputed_column_options(data, tmp_path):
+    train, _ = data
+    code, out = run("train", train, "-o", tmp_path / "pre", "--adapter", "precomputed", "--label-column", "pred",
+                    "--score-column", "prob")
+    assert code == 0, out
+    assert json.loads((tmp_path / "pre" / "config.json").read_text())["label_column"] == "pred"
+    topk = [[{"label": "退款", "score": 0.7}, {"label": "发货", "score": 0.3}]]
+    pq.write_table(pa.table({"id": ["a"], "task": ["intent"], "pred": ["退款"], "prob": [0.6], "best": topk,
+                             "other": ["发货"]}), tmp_path / "log.parquet")
+    code, out = run("predict", tmp_path / "log.parquet", "-m", tmp_path / "pre", "-o", tmp_path / "p.parquet")
+    assert code == 0, out
+    row = pq.read_table(tmp_path / "p.parquet").to_pylist()[0]
+    assert (row["model_label"], row["model_score"]) == ("退款", pytest.approx(0.6))
+    # predict's options override the model's columns; the score then comes from the top-k
+    code, out = run("predict", tmp_path / "log.parquet", "-m", tmp_path / "pre", "-o", tmp_path / "q.parquet",
+                    "--label-column", "other", "--score-column", "model_score", "--topk-column", "best")
+    assert code == 0, out
+    row = pq.read_table(tmp_path / "q.parquet").to_pylist()[0]
+    assert (row["model_label"], row["model_score"]) == ("发货", pytest.approx(0.3))
+    assert [entry["label"] for entry in row["model_topk"]] == ["退款", "发货"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--score-column", "nope"], "no score column 'nope' in the input (its columns: id, task, pred)"),
+    (["--label-column", "gone"], "no prediction column 'gone' in the input"),
+    (["--topk-column", "pred"], "top-k column 'pred' is string, not list<struct<label: string, score: float>>"),
+])
+def test_precomputed_column_errors_name_the_column(data, tmp_path, args, message):
+    train, _ = data
+    assert run("train", train, "-o", tmp_path / "pre", "--adapter", "precomputed", "--label-column", "pred")[0] == 0
+    pq.write_table(pa.table({"id": ["a"], "task": ["intent"], "pred": ["退款"]}), tmp_path / "log.parquet")
+    code, out = run("predict", tmp_path / "log.parquet", "-m", tmp_path / "pre", "-o", tmp_path / "p.parquet", *args)
+    assert code == 2 and message in out, out
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_column_options_belong_to_precomputed(data, tmp_path):
+    train, _ = data
+    code, out = run("train", train, "-o", tmp_path / "m", "--label-column", "pred")
+    assert code == 2 and "--label-column: only for --adapter precomputed, not baseline" in out, out
+    assert run("train", train, "-o", tmp_path / "m", "--epochs", "1")[0] == 0
+    code, out = run("predict", train, "-m", tmp_path / "m", "-o", tmp_path / "p.parquet", "--score-column", "x")
+    assert code == 2 and "--score-column: only for a precomputed model" in out, out

@@ -70,3 +70,52 @@ def test_option_errors(data, tmp_path, args, message):
     code, out = run("train", train, "-o", tmp_path / "m", *args)
     assert code == 2 and "error:" in out and message in out, out
     assert not (tmp_path / "m").exists()
+
+
+def test_lora_train_export_onnx_and_predict_with_onnxruntime(model_dir, data, tmp_path):
+    pytest.importorskip("peft")
+    pytest.importorskip("onnxscript")
+    import json
+
+    train, root = data
+    code, out = run("train", train, "-o", tmp_path / "m", "--images", root, "--adapter", "qwen2vl", "--model",
+                    model_dir, "--epochs", "1", "--lr", "1e-3", "--lora", "--lora-rank", "2", "--lora-alpha", "4")
+    assert code == 0, out
+    settings = json.loads((tmp_path / "m" / "config.json").read_text())["settings"]
+    assert (settings["lora_rank"], settings["lora_alpha"]) == (2, 4.0)
+    assert (tmp_path / "m" / "lora" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "m.checkpoint").exists()  # removed once the model is saved
+    code, out = run("export-onnx", tmp_path / "m", "-o", tmp_path / "x")
+    assert code == 0 and "vision.onnx, decoder.onnx" in out, out
+    code, out = run("predict", train, "-m", tmp_path / "x", "--runtime", "onnx", "-o", tmp_path / "onnx.parquet",
+                    "--images", root)
+    assert code == 0 and "predicted 3 rows (onnxruntime: CPUExecutionProvider)" in out, out
+    code, out = run("predict", train, "-m", tmp_path / "m", "-o", tmp_path / "torch.parquet", "--images", root)
+    assert code == 0, out
+    by_onnx, by_torch = pq.read_table(tmp_path / "onnx.parquet"), pq.read_table(tmp_path / "torch.parquet")
+    assert by_onnx.column("model_label").to_pylist() == by_torch.column("model_label").to_pylist()
+    assert by_onnx.column("model_score").to_pylist() == pytest.approx(by_torch.column("model_score").to_pylist(),
+                                                                      abs=1e-5)
+
+
+def test_a_left_checkpoint_needs_resume(model_dir, data, tmp_path):
+    train, _ = data
+    (tmp_path / "m.checkpoint").mkdir()
+    code, out = run("train", train, "-o", tmp_path / "m", "--adapter", "qwen2vl", "--model", model_dir,
+                    "--epochs", "1")
+    assert code == 2 and "m.checkpoint: a checkpoint of an earlier run is there" in out and "--resume" in out, out
+    code, out = run("train", train, "-o", tmp_path / "m", "--adapter", "qwen2vl", "--model", model_dir,
+                    "--epochs", "1", "--resume")
+    assert code == 2 and "not a readable qwen2vl checkpoint" in out, out
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lora"], "--lora: only for --adapter qwen2vl, not baseline"),
+    (["--resume"], "--resume: only for --adapter qwen2vl"),
+    (["--adapter", "qwen2vl", "--model", ".", "--lora-rank", "4"], "--lora-rank, --lora-alpha: only with --lora"),
+])
+def test_lora_and_resume_option_errors(data, tmp_path, args, message):
+    train, _ = data
+    code, out = run("train", train, "-o", tmp_path / "m", *args)
+    assert code == 2 and message in out, out
