@@ -28,6 +28,7 @@ from pathlib import Path
 import click
 
 from kdsl.cli.common import InputProblem, main, read_parquet
+from kdsl.cli.scoring import ray_address_option
 
 
 @main.command()
@@ -147,7 +148,7 @@ def _flags(options: dict) -> dict:
 @main.command()
 @click.argument("input_path", metavar="INPUT.parquet", type=click.Path())
 @click.option("-m", "--model", "model_dir", required=True, type=click.Path(), help="A model directory from `kdsl train`.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output Parquet file (with --ray: a directory).")
 @click.option("--images", "images_root", default=None, type=click.Path(), metavar="DIR",
               help="The data root that `image_paths` are relative to.")
 @click.option("--batch-size", default=4096, show_default=True, type=click.IntRange(1))
@@ -157,8 +158,15 @@ def _flags(options: dict) -> dict:
 @click.option("--label-column", default=None, help="precomputed model: read the labels from this column instead.")
 @click.option("--score-column", default=None, help="precomputed model: read the probabilities from this column.")
 @click.option("--topk-column", default=None, help="precomputed model: read the best labels from this column.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              callback=lambda ctx, param, value: ray_address_option(value),
+              help="Predict on Ray: a local one, or the cluster at ADDRESS (--ray=HOST:PORT); each worker loads "
+                   "the model once (qwen2vl: on a GPU of its own when the cluster has GPUs). The output is then "
+                   "a directory of Parquet files.")
+@click.option("--ray-workers", default=None, type=click.IntRange(1),
+              help="With --ray: how many workers (model copies) predict (default: as many as the cluster fits).")
 def predict(input_path, model_dir, output, images_root, batch_size, runtime, label_column, score_column,
-            topk_column):
+            topk_column, ray_address, ray_workers):
     """Add model_label, model_score and model_topk to every row, streaming batches."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -171,6 +179,12 @@ def predict(input_path, model_dir, output, images_root, batch_size, runtime, lab
         raise InputProblem("the output would overwrite the input; choose another -o")
     if images_root is not None and not Path(images_root).is_dir():
         raise InputProblem(f"{images_root}: no such directory")
+    columns = {"label_column": label_column, "score_column": score_column, "topk_column": topk_column}
+    if ray_address is not None:
+        return _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runtime, columns,
+                               ray_address, ray_workers)
+    if ray_workers is not None:
+        raise InputProblem("--ray-workers: only with --ray")
     try:
         if runtime == "onnx":
             from kdsl.adapters.onnx_export import load_export
@@ -180,7 +194,6 @@ def predict(input_path, model_dir, output, images_root, batch_size, runtime, lab
             adapter = kdsl.adapters.load(model_dir)
     except AdapterError as error:
         raise InputProblem(str(error)) from None
-    columns = {"label_column": label_column, "score_column": score_column, "topk_column": topk_column}
     if any(value is not None for value in columns.values()):
         if adapter.name != "precomputed":
             given = [name for name, value in _flags(columns).items() if value is not None]
@@ -202,6 +215,31 @@ def predict(input_path, model_dir, output, images_root, batch_size, runtime, lab
     # With onnx, the providers onnxruntime actually uses (CUDA may be asked for and not given).
     engine = f" (onnxruntime: {', '.join(adapter.providers)})" if runtime == "onnx" else ""
     click.echo(f"predicted {rows} rows{engine} -> {output}", err=True)
+
+
+def _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runtime, columns, address, workers):
+    """`kdsl predict --ray`: the model is loaded by the workers only (a large one would not fit
+    beside them on the driver), so its directory is checked here from its config."""
+    from kdsl.adapters import AdapterError
+    from kdsl.adapters.storage import read_config
+    from kdsl.scaleout import ScaleOutError, predict_on_ray
+
+    read_parquet(input_path)  # a missing or unreadable input fails here, not in a worker
+    try:
+        adapter = read_config(model_dir)["adapter"]
+    except AdapterError as error:
+        raise InputProblem(str(error)) from None
+    overrides = {key: value for key, value in columns.items() if value is not None}
+    if overrides and adapter != "precomputed":
+        raise InputProblem(f"{', '.join(_flags(overrides))}: only for a precomputed model, and {model_dir} is {adapter}")
+    try:
+        predict_on_ray(input_path, model_dir, output, images=images_root, batch_size=batch_size, runtime=runtime,
+                       overrides=overrides, workers=workers, address=address)
+    except ScaleOutError as error:
+        raise InputProblem(str(error)) from None
+    except AdapterError as error:
+        raise InputProblem(f"{input_path}: {error}") from None
+    click.echo(f"predicted on Ray -> {output}/", err=True)
 
 
 @main.command("export-onnx")

@@ -14,12 +14,19 @@ from kdsl.cli.common import InputProblem, load_engine, main, read_parquet
 @click.argument("input_path", metavar="INPUT.parquet", type=click.Path())
 @click.option("-r", "--rules", "rule_paths", multiple=True, required=True, type=click.Path(),
               help="A .kdsl file or a directory of them (repeatable).")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output Parquet file.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output Parquet file (with --ray: a directory of them).")
 @click.option("--keep", default=None, help="Comma-separated input columns to copy to the output "
               "(default: all). Only these and the columns the rules read are read.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--batch-size", default=65536, show_default=True, type=click.IntRange(1))
-def score(input_path, rule_paths, output, keep, threads, batch_size):
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              callback=lambda ctx, param, value: ray_address_option(value),
+              help="Score on Ray: a local one, or the cluster at ADDRESS (--ray=HOST:PORT). "
+                   "The output is then a directory of Parquet files.")
+@click.option("--ray-workers", default=None, type=click.IntRange(1),
+              help="With --ray: how many workers score (default: as many as the cluster fits).")
+def score(input_path, rule_paths, output, keep, threads, batch_size, ray_address, ray_workers):
     """Score a Parquet file with rules, streaming record batches (bounded memory)."""
     import pyarrow.parquet as pq
     from tqdm import tqdm
@@ -43,6 +50,20 @@ def score(input_path, rule_paths, output, keep, threads, batch_size):
     except InputError as error:
         raise InputProblem(f"{input_path}: {error}") from None
     out_schema = _select(out_schema, kept + engine.output_columns)
+    if ray_address is not None:
+        from kdsl.scaleout import ScaleOutError, score_on_ray
+
+        try:
+            score_on_ray(input_path, engine.ruleset, output, columns=wanted, select=out_schema.names,
+                         batch_size=batch_size, threads=threads, workers=ray_workers, address=ray_address)
+        except ScaleOutError as error:
+            raise InputProblem(str(error)) from None
+        except InputError as error:
+            raise InputProblem(f"{input_path}: {error}") from None
+        click.echo(f"scored {source.metadata.num_rows} rows on Ray -> {output}/", err=True)
+        return
+    if ray_workers is not None:
+        raise InputProblem("--ray-workers: only with --ray")
     progress = tqdm(total=source.metadata.num_rows, unit="rows", disable=not sys.stderr.isatty())
     # Reading, scoring and writing overlap: the next batch is decoded and the previous one
     # encoded while the kernel scores the current one (all three release the GIL).
@@ -67,6 +88,15 @@ def score(input_path, rule_paths, output, keep, threads, batch_size):
         batches.close()
         progress.close()
     click.echo(f"scored {source.metadata.num_rows} rows -> {output}", err=True)
+
+
+def ray_address_option(value):
+    """``--ray`` takes an optional value, so ``--ray IN.parquet`` would read the input as the
+    cluster's address: say so rather than fail to connect to it."""
+    if value and Path(value).exists():
+        raise click.BadParameter(f"{value!r} is a file, not a Ray address; put --ray after the input "
+                                 "or write --ray=ADDRESS", param_hint="--ray")
+    return value
 
 
 def _select(schema, names):
