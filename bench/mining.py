@@ -1,7 +1,10 @@
 """Precision and coverage of mined rules on held-out data (``python bench/mining.py``).
 
 - tmm-sim intent rows: mine on train.json, measure on dev.json;
-- JDDC: 10 utterances per intent from jddc/dev.jsonl to mine on, the rest of dev.jsonl to measure.
+- JDDC: 10 utterances per intent from jddc/dev.jsonl to mine on, the rest of dev.jsonl to measure;
+- tmm-sim scene rows, with ``--scene-train TRAIN.ocr.parquet --scene-dev DEV.ocr.parquet`` (tables
+  that ``kdsl ocr`` filled; their scene rows are used, so a table may hold a subset of them): mine on
+  the first, measure on the second, from the ``ocr`` column alone.
 
 Precision = share of the rows a rule decides whose label is right; coverage = share of the rows
 a rule decides. Peer: RIPPER (the ``wittgenstein`` package), one-vs-rest per label over binary
@@ -11,7 +14,8 @@ RIPPER when exactly one label's ruleset fires (rows where several or none fire a
 
 Then the coverage of tmm-sim dev's labels, and the issue's final number: weighted F1 (DIS, ISS,
 OSS) on tmm-sim dev of the CPU baseline adapter trained on train, alone and with the mined rules
-overriding it. ``--no-ripper`` skips the peer (about 1.5 minutes), ``--no-model`` the F1.
+overriding it (and, with ``--scene-dev``, the scene rules overriding it on the dev scene rows that
+table holds). ``--no-ripper`` skips the peer (about 1.5 minutes), ``--no-model`` the F1.
 """
 
 from __future__ import annotations
@@ -113,11 +117,11 @@ def _measure(rows: list[dict], task: str, result, seconds: float) -> dict:
     engine = loads(render(task, result.labels, result.rules))
     table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in ("task", "user", "agent", "ocr")})
     scored = engine.score(table).to_pylist()
-    decided = [(s["intent"], r["label"]) for s, r in zip(scored, rows) if s["intent_rule"]]
+    decided = [(s[task], r["label"]) for s, r in zip(scored, rows) if s[f"{task}_rule"]]
     per_label = defaultdict(lambda: [0, 0])
     for r, s in zip(rows, scored):
         per_label[r["label"]][1] += 1
-        per_label[r["label"]][0] += bool(s["intent_rule"])
+        per_label[r["label"]][0] += bool(s[f"{task}_rule"])
     return {"rules": len(result.rules), "mining_s": round(seconds, 2),
             "precision": round(sum(p == t for p, t in decided) / len(decided), 3) if decided else None,
             "coverage": round(len(decided) / len(rows), 3),
@@ -127,9 +131,10 @@ def _measure(rows: list[dict], task: str, result, seconds: float) -> dict:
 
 def _tmm_tables(tmp: str) -> dict:
     """Every row (both tasks) of tmm-sim train and dev, imported with ``kdsl import tianchi``."""
-    from click.testing import CliRunner
-    from kdsl.cli import main
     import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from kdsl.cli import main
 
     tables = {}
     for split in ("train", "dev"):
@@ -139,10 +144,26 @@ def _tmm_tables(tmp: str) -> dict:
     return tables
 
 
+def _option(name: str) -> str | None:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
+
+def _scene_rows(path: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [r for r in pq.read_table(path, columns=["id", "task", "ocr", "label"]).to_pylist()
+            if r["task"] == "scene" and r["label"] is not None]
+
+
+def scene(train_path: str, dev_path: str) -> dict:
+    return evaluate(_scene_rows(dev_path), _scene_rows(train_path), ("ocr",), "scene")
+
+
 def with_model(epochs: int | None = None) -> dict:
     """Weighted F1 (DIS / ISS / OSS) on tmm-sim dev of the CPU baseline trained on train alone,
-    and of the baseline with the rules mined on train's intent rows overriding it. Scene rows
-    get no mined rules (they would need OCR text), so only DIS can change."""
+    and of the baseline with the rules mined on train's intent rows overriding it. With
+    ``--scene-train`` / ``--scene-dev``, rules mined on the OCR'd train scene rows override it on
+    the dev scene rows that have OCR text; else only DIS can change."""
     from kdsl.adapters import adapter_class
     from kdsl.metrics import task_scores
 
@@ -161,6 +182,13 @@ def with_model(epochs: int | None = None) -> dict:
     gold, tasks = predicted.column("label").to_pylist(), predicted.column("task").to_pylist()
     model = predicted.column("model_label").to_pylist()
     combined = [s if t == "intent" else m for s, m, t in zip(scored, model, tasks)]
+    if _option("--scene-train") and _option("--scene-dev"):
+        result, _ = _mined(_scene_rows(_option("--scene-train")), "scene")
+        ocr = {r["id"]: r["ocr"] for r in _scene_rows(_option("--scene-dev"))}
+        ids = predicted.column("id").to_pylist()
+        table = pa.table({"task": pa.array(tasks, pa.string()), "ocr": pa.array([ocr.get(i) for i in ids], pa.string())})
+        rules = loads(render("scene", result.labels, result.rules)).score(table).to_pylist()
+        combined = [s["scene"] if t == "scene" and s["scene_rule"] else c for s, c, t in zip(rules, combined, tasks)]
     return {"baseline": task_scores(gold, model, tasks), "baseline + rules": task_scores(gold, combined, tasks),
             "seconds": round(time.perf_counter() - started, 1)}
 
@@ -172,7 +200,7 @@ def tmm_sim() -> dict:
 
 
 def jddc(per_label: int = 10, seed: int = 0) -> dict:
-    rows = [json.loads(line) for line in open(DATA / "jddc" / "dev.jsonl", encoding="utf-8")]
+    rows = [json.loads(line) for line in (DATA / "jddc" / "dev.jsonl").read_text(encoding="utf-8").splitlines()]
     rows = [{"id": r["id"], "task": "intent", "user": r["text"], "label": r["label"]} for r in rows]
     by_label = defaultdict(list)
     for r in rows:
@@ -185,17 +213,22 @@ def jddc(per_label: int = 10, seed: int = 0) -> dict:
 if __name__ == "__main__":
     print(f"wittgenstein {lw.__version__} (RIPPER, top {RIPPER_TOP} char 2-4-grams per label, one-vs-rest)")
     print(f"{'dataset':38} {'miner':7} {'precision':>9} {'coverage':>8} {'rules':>5} {'labels w/ rules':>15} {'mining_s':>8}")
-    for name, run in (("tmm-sim intent (train -> dev)", tmm_sim), ("jddc (10 per intent -> rest of dev)", jddc)):
+    runs = [("tmm-sim intent (train -> dev)", tmm_sim), ("jddc (10 per intent -> rest of dev)", jddc)]
+    if _option("--scene-train") and _option("--scene-dev"):
+        runs.append(("tmm-sim scene, OCR (train -> dev)", lambda: scene(_option("--scene-train"), _option("--scene-dev"))))
+    tmm_per_label = {}
+    for name, run in runs:
         for miner, m in run().items():
-            print(f"{name:38} {miner:7} {str(m['precision']):>9} {m['coverage']:>8} {m['rules']:>5} "
+            print(f"{name:38} {miner:7} {m['precision']!s:>9} {m['coverage']:>8} {m['rules']:>5} "
                   f"{str(m['labels_with_rules']) + '/' + str(m['labels']):>15} {m['mining_s']:>8}")
             sys.stdout.flush()
             if miner == "kdsl" and name.startswith("tmm"):
-                tmm_per_label = m["per_label"]
-    print("\ntmm-sim dev, per label: rows decided by a mined rule / rows")
-    cells = [f"{label} {hit}/{n}" for label, (hit, n) in sorted(tmm_per_label.items(), key=lambda x: (-x[1][0] / x[1][1], x[0]))]
-    for i in range(0, len(cells), 4):
-        print("  " + "  ".join(f"{c:24}" for c in cells[i:i + 4]))
+                tmm_per_label[name] = m["per_label"]
+    for name, per_label in tmm_per_label.items():
+        print(f"\n{name}, per label: dev rows decided by a mined rule / rows")
+        cells = [f"{label} {hit}/{n}" for label, (hit, n) in sorted(per_label.items(), key=lambda x: (-x[1][0] / x[1][1], x[0]))]
+        for i in range(0, len(cells), 4):
+            print("  " + "  ".join(f"{c:24}" for c in cells[i:i + 4]))
     if "--no-model" not in sys.argv:
         f1 = with_model()
         print(f"\ntmm-sim dev weighted F1, CPU baseline trained on train ({f1['seconds']}s), rules mined on train:")

@@ -19,6 +19,8 @@ PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged w
 @click.option("--min-reward", default=0.8, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--top-k", default=40, show_default=True, type=click.IntRange(1), help="Candidate predicates per label.")
 @click.option("--iterations", default=300, show_default=True, type=click.IntRange(1), help="MCTS iterations per label.")
+@click.option("--words/--no-words", default=True, show_default=True,
+              help="Only n-grams that cut no jieba word, plus longer words, are candidates (--no-words: every n-gram).")
 @click.option("--proposer", default="ngram", show_default=True,
               help="Where candidate predicates come from: 'ngram', or 'llm' (a local model, see --model; "
                    "its proposals are merged with the n-gram candidates).")
@@ -27,10 +29,12 @@ PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged w
               help="With --proposer llm: tokens generated per label (greedy).")
 @click.option("--llm-confidence-weight", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="With --proposer llm: weight of the model's self-assessed confidence in a rule's reward.")
-def mine(train, output, task, validation, seed, max_predicates, min_reward, top_k, iterations, proposer,
+def mine(train, output, task, validation, seed, max_predicates, min_reward, top_k, iterations, words, proposer,
          model, max_new_tokens, llm_confidence_weight):
-    """Mine rules for TRAIN's rows of one task (MCTS over n-gram predicates) into a .kdsl file."""
-    from kdsl.mining.pipeline import MiningConfig, mine as mine_rules
+    """Mine rules for TRAIN's rows of one task (MCTS over word and n-gram predicates) into a .kdsl
+    file. Scene rows need their screenshots' text first: run `kdsl ocr` on TRAIN."""
+    from kdsl.mining.pipeline import MiningConfig
+    from kdsl.mining.pipeline import mine as mine_rules
     from kdsl.mining.writer import write
 
     if proposer not in PROPOSERS:
@@ -42,7 +46,7 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
     rows = _labelled_rows(train, task)
     held = _labelled_rows(validation, task) if validation else None
     config = MiningConfig(seed=seed, max_predicates=max_predicates, min_reward=min_reward,
-                          top_k=top_k, iterations=iterations, proposal_weight=llm_confidence_weight)
+                          top_k=top_k, iterations=iterations, proposal_weight=llm_confidence_weight, words=words)
     llm = _llm_proposer(model, max_new_tokens, task) if proposer == "llm" else None
     labels = sorted({r["label"] for r in rows})
     with _progress(len(labels)) as bar:

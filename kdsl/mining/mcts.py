@@ -65,7 +65,7 @@ class _Node:
     visits: int = 0
     value: float = 0.0
     exhausted: bool = False  # every state below has been expanded
-    children: list["_Node"] = field(default_factory=list)
+    children: list[_Node] = field(default_factory=list)
 
 
 class Search:

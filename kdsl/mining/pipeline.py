@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from kdsl.mining.bitsets import TEXT_FIELDS, predicate_bits
 from kdsl.mining.candidates import propose
@@ -22,10 +22,10 @@ from kdsl.mining.mcts import Search, SearchConfig
 from kdsl.mining.mined import MinedRule
 from kdsl.mining.validation import split_held_out, validation_examples
 
-
 # Where candidate n-grams come from, per task. An intent is what the user asks: the agent's
-# reply echoes the topic of whatever was asked, so its n-grams fit a label by accident.
-CANDIDATE_FIELDS = {"intent": ("user", "ocr")}
+# reply echoes the topic of whatever was asked, so its n-grams fit a label by accident. A scene
+# is a screenshot, whose only text is its OCR.
+CANDIDATE_FIELDS = {"intent": ("user", "ocr"), "scene": ("ocr",)}
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class MiningConfig:
     max_rules: int = 8  # per label
     min_candidate_score: float = 0.5  # Wilson bound of an n-gram's precision, to be a candidate
     proposal_weight: float = 0.0  # of a proposer's self-assessed confidence in the reward (llm_proposer.blend_reward)
+    words: bool = True  # only n-grams that cut no jieba word, plus longer words, are candidates (candidates.aligned)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def mine(rows: list[dict], task: str, config: MiningConfig = MiningConfig(),
         mining_rows, held_out = rows, validation
     examples = validation_examples(mining_rows, config.seed, config.variants, extra=validation or ())
     proposals = propose(mining_rows, top_k=config.top_k, fields=CANDIDATE_FIELDS.get(task, TEXT_FIELDS),
-                        min_score=config.min_candidate_score)
+                        min_score=config.min_candidate_score, segment=config.words)
     if proposer is not None:
         proposals = proposer(mining_rows, proposals)
     predicates = [c.predicate for label in proposals for c in proposals[label]]

@@ -78,3 +78,41 @@ def test_mine_tmm_sim_intent_rows(tmp_path):
     assert result.exit_code == 0, result.output
     assert CliRunner().invoke(main, ["check", str(out)]).exit_code == 0
     assert len(kdsl.engine.load(out).rules) >= 5
+
+
+def _scene_table():
+    # Screenshot text as `kdsl ocr` writes it: one line per text box, nothing in user or agent.
+    texts = {"物流页面-物流跟踪页面": ["物流详情\n运输中\n快递已揽收", "物流详情\n派送中\n快递员电话", "运输中\n物流详情\n已签收",
+                                "快递已揽收\n物流详情"],
+             "退款页面": ["退款详情\n退款金额\n¥29.9", "申请退款\n退款金额\n退款原因", "退款详情\n退款成功", "退款金额\n退款详情"]}
+    rows = [(f"s{label}{i}{k}", text, label) for i in range(2) for label in texts for k, text in enumerate(texts[label])]
+    return pa.table({"id": [r[0] for r in rows], "task": ["scene"] * len(rows), "user": [None] * len(rows),
+                     "agent": [None] * len(rows), "ocr": [r[1] for r in rows], "label": [r[2] for r in rows]})
+
+
+def test_mine_scene_rows_from_their_ocr_text(tmp_path):
+    table = pa.Table.from_pylist(_table().to_pylist() + _scene_table().to_pylist())
+    pq.write_table(table, tmp_path / "train.ocr.parquet")
+    out = tmp_path / "scene.kdsl"
+    result = _mine(tmp_path, tmp_path / "train.ocr.parquet", "-o", out, "--task", "scene", "--min-reward", "0.5")
+    assert result.exit_code == 0, result.output
+    engine = kdsl.engine.load(out)
+    assert {r.label for r in engine.rules} == {"物流页面-物流跟踪页面", "退款页面"}
+    assert {r.target for r in engine.rules} == {"scene"} and "ocr has" in out.read_text()
+    assert engine.predict({"ocr": "物流详情\n运输中", "task": "scene"})["scene"] == "物流页面-物流跟踪页面"
+    assert engine.predict({"ocr": "退款详情", "task": "scene"})["scene"] == "退款页面"
+
+
+def test_no_words_mines_from_every_ngram(tmp_path):
+    # 买一 marks every 发货 row here, but it cuts 一份 / 一盒 in two: only --no-words may use it.
+    texts = {"发货": ["买一份发几支", "买一盒发几个"] * 2, "套装": ["有套装吗", "套装怎么卖", "套装多少钱", "套装有货吗"]}
+    rows = [{"id": f"{label}{k}{i}", "task": "intent", "user": f"{t}{i}", "label": label}
+            for i in range(3) for label in texts for k, t in enumerate(texts[label])]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
+    rules = {}
+    for flag in ("--words", "--no-words"):
+        out = tmp_path / f"{flag}.kdsl"
+        assert _mine(tmp_path, tmp_path / "train.parquet", "-o", out, "--min-reward", 0.5, flag).exit_code == 0
+        rules[flag] = out.read_text()
+    assert 'user has "买一"' in rules["--no-words"]
+    assert '"买一"' not in rules["--words"] and 'intent = "发货"' in rules["--words"]

@@ -1,5 +1,10 @@
 from kdsl.dsl import ast
-from kdsl.mining.filtering import drop_erring, drop_subsumed, filter_rules, keep_covering
+from kdsl.mining.filtering import (
+    drop_erring,
+    drop_subsumed,
+    filter_rules,
+    keep_covering,
+)
 from kdsl.mining.mined import MinedRule
 
 A, B, C = (ast.Has(ast.Field("user"), "one", (w,)) for w in ("漏水", "底下", "洗衣机"))
