@@ -212,7 +212,7 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
     if config["ocr"]["enabled"]:
         ocr_tables = {split: output / f"{split}.ocr.parquet" for split in tables}
         runner.step("ocr", list(tables.values()), {**config["ocr"], "images": images},
-                    list(ocr_tables.values()), lambda: _ocr(tables, ocr_tables, images))
+                    list(ocr_tables.values()), lambda: _ocr(tables, ocr_tables, images, log))
         tables = ocr_tables
 
     mining = config["mining"]
@@ -289,7 +289,7 @@ def _import(data: dict, tables: dict[str, Path]) -> None:
         _write_table(table, target)
 
 
-def _ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str) -> None:
+def _ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str, log: Callable[[str], None]) -> None:
     from kdsl.data import ocr as ocr_data
     from kdsl.data.ocr_cache import NoCache
 
@@ -300,9 +300,11 @@ def _ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str) -> N
         files = ocr_data.image_files(table.column("image_paths"), Path(images))
         try:
             cache = ocr_data.open_cache() if files else NoCache()
-            texts, _ = ocr_data.recognise_images(files, cache, workers=ocr_data.default_workers())
+            texts, report = ocr_data.recognise_images(files, cache, workers=ocr_data.default_workers())
         except ocr_data.OcrEngineError as error:
             raise PipelineError(str(error)) from None
+        log(f"ocr: {split}: {report.images} images ({report.from_cache} from cache, {report.recognised} "
+            f"recognised, {len(report.unreadable)} unreadable)")
         schema = ocr_data.ocr_schema(table.schema)
         _write_table(ocr_data.with_ocr(table, texts).select(schema.names), ocr_tables[split])
 
@@ -340,11 +342,14 @@ def _llm_proposer(mining: dict, task: str):
 def _train(train: Path, model: Path, settings: dict, log: Callable[[str], None]) -> None:
     from kdsl.adapters import AdapterError, adapter_class
 
-    extra = {"model": settings["base"]} if settings["adapter"] == "qwen2vl" else {}
+    if settings["adapter"] == "qwen2vl":  # flips each image with a probability while it trains
+        extra = {"model": settings["base"], "flip_probability": 0.5 if settings["flip"] else 0.0}
+    else:
+        extra = {"flip": settings["flip"]}
     try:
         adapter = adapter_class(settings["adapter"]).train(
             _read_table(train), images=settings["images"], log=log, epochs=settings["epochs"],
-            seed=settings["seed"], flip=settings["flip"], **extra, **settings["options"])
+            seed=settings["seed"], **extra, **settings["options"])
         adapter.save(model)
     except (AdapterError, TypeError) as error:  # TypeError: an option the adapter does not take
         raise PipelineError(f"[model]: {error}") from None

@@ -128,3 +128,31 @@ def test_a_bad_config_exits_2(tmp_path, edit, message):
 def test_a_missing_config_exits_2(tmp_path):
     result = _run(tmp_path / "nope.toml")
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_the_qwen2vl_adapter_runs_from_the_config(tmp_path, tiny_qwen2vl_dir):
+    config = _config(tmp_path)
+    for name, rows in (("train", 12), ("dev", 6)):  # a few rows: the plumbing, not the scores
+        table = pq.read_table(tmp_path / f"{name}.parquet")
+        pq.write_table(table.take(list(range(rows // 2)) + list(range(table.num_rows - rows // 2, table.num_rows))),
+                       tmp_path / f"{name}.parquet")
+    text = config.read_text(encoding="utf-8").replace(
+        'adapter = "baseline"', f'adapter = "qwen2vl"\nbase = "{Path(tiny_qwen2vl_dir).as_posix()}"\n'
+        'options = { gradient_accumulation = 4, cutoff = 256 }').replace("seeds = [0, 1]", "seeds = []")
+    config.write_text(text, encoding="utf-8")
+    result = _run(config)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    settings = {v: json.loads((out / f"model-{v}" / "config.json").read_text())["settings"] for v in ("flip", "noflip")}
+    assert (settings["flip"]["flip_probability"], settings["noflip"]["flip_probability"]) == (0.5, 0.0)
+    assert settings["flip"]["cutoff"] == 256
+    assert pq.read_table(out / "dev.scored-flip.parquet").column("model_label").null_count == 0
+    assert "Skipped ([seesaw] seeds is empty)" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_an_option_the_adapter_does_not_take_exits_2(tmp_path):
+    config = _config(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8").replace('seed = 0\n[seesaw]', 'seed = 0\noptions = { colour = 1 }\n[seesaw]'),
+                      encoding="utf-8")
+    result = _run(config)
+    assert result.exit_code == 2 and "colour" in result.output and "Traceback" not in result.output

@@ -2,7 +2,9 @@
 
 Imports tmm-sim dev.json with the importer (`kdsl import tianchi`), draws a few dozen rows of each
 task, copies their images into kdsl/samples/images/ (recompressed when large, so that the wheel
-stays small) and writes the rows with image_paths relative to that folder. Needs Pillow.
+stays small), reads the text of each row's screenshots with `kdsl ocr`'s engine (from the
+original images; the OCR cache makes a rebuild fast) and writes the rows with image_paths
+relative to that folder, so the demo needs no OCR. Needs Pillow and `kdsl[ocr]`.
 
     python tools/make_sample.py ../shared/data/tmm-sim
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from PIL import Image
 
+from kdsl.data import ocr
 from kdsl.data.importing import import_samples, read_samples
 from kdsl.data.schema import record_table
 from kdsl.io import atomic_path
@@ -60,8 +63,12 @@ def main(data_root: Path) -> None:
     for row in sample:
         for name in row["image_paths"]:
             copy_image(data_root / "images" / name, images_dir / name)
+    table = record_table(sample)
+    files = ocr.image_files(table.column("image_paths"), data_root / "images")
+    texts, _ = ocr.recognise_images(files, ocr.open_cache(), workers=ocr.default_workers())
+    table = ocr.with_ocr(table, texts).select(table.schema.names)
     with atomic_path(samples_dir / "sample.parquet") as tmp:
-        pq.write_table(record_table(sample), tmp)
+        pq.write_table(table, tmp)
     size = sum(p.stat().st_size for p in samples_dir.rglob("*") if p.is_file())
     images = sum(len(row["image_paths"]) for row in sample)
     print(f"{len(sample)} rows ({ROWS}), {images} images -> {samples_dir} ({size / 1e6:.2f} MB)")
