@@ -176,25 +176,36 @@ def load_export(directory):
     return OnnxBaselineAdapter.load(directory)
 
 
-class OnnxBaselineAdapter(BaselineAdapter):
-    """A baseline model run by onnxruntime from an export directory; predicts as
-    ``BaselineAdapter`` does (same featurisation and top-k), cannot train or save."""
+class ExportedModel:
+    """What every ONNX export shares: it predicts, but neither trains nor saves, and its
+    directory must be an export (``export_config``)."""
 
-    name = "baseline"
     runtime = "onnx"
 
     @classmethod
     def train(cls, table, labels=None, **options):
-        raise AdapterError("an ONNX export cannot be trained; train a baseline model and export it")
+        raise AdapterError(f"an ONNX export cannot be trained; train a {cls.name} model and export it")
 
     def save(self, directory) -> None:
         raise AdapterError("an ONNX export is written by `kdsl export-onnx`, not saved")
 
-    @classmethod
-    def load(cls, directory) -> OnnxBaselineAdapter:
+    @staticmethod
+    def export_config(directory) -> dict:
         config = read_config(directory)
         if config.get("runtime") != "onnx":
             raise AdapterError(f"{directory}: not an ONNX export (make one with `kdsl export-onnx {directory} -o DIR`)")
+        return config
+
+
+class OnnxBaselineAdapter(ExportedModel, BaselineAdapter):
+    """A baseline model run by onnxruntime from an export directory; predicts as
+    ``BaselineAdapter`` does (same featurisation and top-k), cannot train or save."""
+
+    name = "baseline"
+
+    @classmethod
+    def load(cls, directory) -> OnnxBaselineAdapter:
+        config = cls.export_config(directory)
         try:
             settings = Settings(**config["settings"])
             labels = config["labels"]

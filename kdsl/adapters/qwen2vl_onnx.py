@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from kdsl.adapters.base import AdapterError
-from kdsl.adapters.onnx_export import open_session, quiet_export
+from kdsl.adapters.onnx_export import ExportedModel, open_session, quiet_export
 from kdsl.adapters.qwen2vl import IMAGE_PAD, Prompt, Qwen2VLAdapter, Settings
-from kdsl.adapters.storage import atomic_directory, read_config, write_config
+from kdsl.adapters.storage import atomic_directory, write_config
 
 VISION, DECODER, PROCESSOR = "vision.onnx", "decoder.onnx", "processor"
 VISION_INPUTS, VISION_OUTPUT = ["pixel_values", "patch_positions"], "image_embeds"
@@ -158,11 +158,9 @@ def export(adapter: Qwen2VLAdapter, output) -> list[str]:
     return [VISION, DECODER]
 
 
-class OnnxQwen2VLAdapter(Qwen2VLAdapter):
+class OnnxQwen2VLAdapter(ExportedModel, Qwen2VLAdapter):
     """A qwen2vl export run by onnxruntime: the torch adapter's prompts and label set, scored by
     the two graphs; cannot train or save."""
-
-    runtime = "onnx"
 
     def __init__(self, labels, settings, tokenizer, image_processor, vision, decoder, config):
         super().__init__(labels, settings, None, tokenizer, image_processor)
@@ -170,19 +168,10 @@ class OnnxQwen2VLAdapter(Qwen2VLAdapter):
         self.hidden_size, self.merge = int(config["hidden_size"]), int(config["merge_size"])
 
     @classmethod
-    def train(cls, table, labels=None, **options):
-        raise AdapterError("an ONNX export cannot be trained; train a qwen2vl model and export it")
-
-    def save(self, directory) -> None:
-        raise AdapterError("an ONNX export is written by `kdsl export-onnx`, not saved")
-
-    @classmethod
     def load(cls, directory) -> OnnxQwen2VLAdapter:
         from transformers import AutoTokenizer, Qwen2VLImageProcessor
 
-        config = read_config(directory)
-        if config.get("runtime") != "onnx":
-            raise AdapterError(f"{directory}: not an ONNX export (make one with `kdsl export-onnx {directory} -o DIR`)")
+        config = cls.export_config(directory)
         try:
             labels, settings = config["labels"], Settings(**config["settings"])
             processor = Path(directory) / config["processor"]
