@@ -97,6 +97,28 @@ def test_score_writes_outputs_and_passthrough(rules, data, tmp_path):
     assert scored.column("extra").to_pylist() == [1, 2, 3, 4]
 
 
+def test_a_directory_of_parquet_files_is_read_as_one_table(rules, data, tmp_path):
+    """What `--ray` and Spark write can be scored, evaluated or explained like one file."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    table = pq.read_table(data)
+    pq.write_table(table.slice(0, 3), parts / "part-0.parquet")
+    pq.write_table(table.slice(3), parts / "part-1.parquet")
+    assert run("score", parts, "-r", rules, "-o", tmp_path / "a.parquet")[0] == 0
+    assert run("score", data, "-r", rules, "-o", tmp_path / "b.parquet")[0] == 0
+    assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
+    scored_parts = tmp_path / "scored"
+    scored_parts.mkdir()
+    pq.write_table(pq.read_table(tmp_path / "a.parquet"), scored_parts / "part-0.parquet")
+    code, out = run("eval", scored_parts, "--json")
+    assert code == 0, out
+    assert json.loads(out)["rows"]["labelled"] == 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out = run("score", empty, "-r", rules, "-o", tmp_path / "c.parquet")
+    assert code == 2 and "a directory without Parquet files" in out
+
+
 def test_score_keep_selects_passthrough_columns(rules, data, tmp_path):
     out = tmp_path / "out.parquet"
     code, _ = run("score", data, "-r", rules, "-o", out, "--keep", "id", "--threads", "2")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import types
+from pathlib import Path
+
 import click
 
 from kdsl.dsl import KdslError
@@ -35,11 +38,34 @@ def load_engine(paths):
 
 
 def read_parquet(path):
+    """A Parquet file — or a directory of them, as ``--ray`` and Spark write — opened for
+    reading with ``ParquetFile``'s interface (schema_arrow, metadata.num_rows, read,
+    iter_batches); InputProblem when it is missing or not Parquet."""
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path)
+        return ParquetDirectory(path) if Path(path).is_dir() else pq.ParquetFile(path)
     except FileNotFoundError:
         raise InputProblem(f"{path}: no such file") from None
     except Exception as error:  # pyarrow raises several types for a file that is not Parquet
         raise InputProblem(f"{path}: not a readable Parquet file ({error})") from None
+
+
+class ParquetDirectory:
+    """The Parquet files of a directory as one source, in the surface of ``pq.ParquetFile``
+    that the commands use."""
+
+    def __init__(self, path):
+        import pyarrow.dataset as ds
+
+        self.dataset = ds.dataset(path, format="parquet")
+        if not self.dataset.files:
+            raise ValueError("a directory without Parquet files")
+        self.schema_arrow = self.dataset.schema
+        self.metadata = types.SimpleNamespace(num_rows=self.dataset.count_rows())
+
+    def read(self, columns=None):
+        return self.dataset.to_table(columns=columns)
+
+    def iter_batches(self, batch_size=65536, columns=None):
+        return self.dataset.to_batches(columns=columns, batch_size=batch_size)
