@@ -50,7 +50,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
              "dev_table": ((str,), None), "images": ((str,), None)},
     "ocr": {"enabled": ((bool,), False)},
     "mining": {"tasks": ((list,), ["intent"]), "proposer": ((str,), "ngram"), "llm_model": ((str,), None),
-               "seed": ((int,), 0), "max_predicates": ((int,), 5), "min_reward": ((int, float), 0.8)},
+               "seed": ((int,), 0), "max_predicates": ((int,), 5), "min_reward": ((int, float), 0.8),
+               "select_folds": ((int,), 3)},
     "model": {"adapter": ((str,), "baseline"), "base": ((str,), None), "epochs": ((int,), 25),
               "seed": ((int,), 0), "options": ((dict,), {})},
     "seesaw": {"seeds": ((list,), [0, 1, 2]), "epochs": ((int,), None)},
@@ -138,6 +139,8 @@ def _check_values(config: dict, path: Path) -> None:
         fail("[mining] max_predicates must be between 1 and 20")
     if not 0 <= mining["min_reward"] <= 1:
         fail("[mining] min_reward must be between 0 and 1")
+    if mining["select_folds"] != 0 and mining["select_folds"] < 2:
+        fail("[mining] select_folds must be 0 (keep every task's rules) or at least 2")
     if model["adapter"] not in ADAPTERS:
         fail(f"[model] adapter must be one of {', '.join(ADAPTERS)}, not {model['adapter']!r}")
     if (model["adapter"] == "qwen2vl") != (model["base"] is not None):
@@ -221,6 +224,11 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
         runner.step(f"mine-{task}", [tables["train"]], mining, [path],
                     lambda t=task, p=path: _mine(tables["train"], p, t, mining, log))
 
+    selection = output / "selection.json"
+    select_settings = {**mining, "epochs": config["seesaw"]["epochs"], "images": images}
+    runner.step("select-rules", [tables["train"]], select_settings, [selection],
+                lambda: _select(tables["train"], selection, select_settings, log))
+
     models = {v: output / f"model-{v}" for v in VARIANTS}
     predicted = {v: output / f"dev.pred-{v}.parquet" for v in VARIANTS}
     scored = {v: output / f"dev.scored-{v}.parquet" for v in VARIANTS}
@@ -230,8 +238,8 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
                     lambda v=variant, s=settings: _train(tables["train"], models[v], s, log))
         runner.step(f"predict-{variant}", [tables["dev"], models[variant]], {"images": images},
                     [predicted[variant]], lambda v=variant: _predict(tables["dev"], models[v], predicted[v], images))
-        runner.step(f"score-{variant}", [predicted[variant], *rules], {}, [scored[variant]],
-                    lambda v=variant: _score(predicted[v], rules, scored[v]))
+        runner.step(f"score-{variant}", [predicted[variant], selection, *rules], {}, [scored[variant]],
+                    lambda v=variant: _score(predicted[v], _kept(selection, rules), scored[v]))
 
     evaluation = output / "evaluation.json"
     runner.step("evaluate", list(scored.values()), {"tasks": mining["tasks"]}, [evaluation],
@@ -241,8 +249,8 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
     runner.step("seesaw", [tables["train"], tables["dev"]], seesaw_settings, [seesaw],
                 lambda: _seesaw(tables["train"], tables["dev"], seesaw, seesaw_settings, log))
     report = output / "report.md"
-    runner.step("report", [evaluation, seesaw, scored["flip"], scored["noflip"]], {}, [report],
-                lambda: _report(output, evaluation, seesaw, scored, report, log))
+    runner.step("report", [evaluation, seesaw, selection, scored["flip"], scored["noflip"]], {}, [report],
+                lambda: _report(output, evaluation, seesaw, selection, scored, report, log))
     return runner.outcomes
 
 
@@ -310,22 +318,81 @@ def _ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str, log:
 
 
 def _mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str], None]) -> None:
-    from kdsl.mining.pipeline import MiningConfig, mine
-    from kdsl.mining.writer import write
-
     table = _read_table(train)
-    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in table.column_names]
-    rows = [r for r in table.select(columns).to_pylist() if r["label"] is not None and r.get("task", task) == task]
+    rows = _labelled_rows(table, task)
     if not rows:
         raise PipelineError(f"{train}: no labelled rows of task {task!r} to mine")
     if not any(r.get(f) for r in rows for f in ("user", "agent", "ocr")):
         log(f"mine-{task}: the {task} rows carry no text (scene rows need [ocr] enabled); no rules")
+    source, count = _mined_source(rows, task, mining)
+    rules.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(rules, source)
+    log(f"mine-{task}: {count} rule(s) -> {rules}")
+
+
+def _labelled_rows(table, task: str) -> list[dict]:
+    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in table.column_names]
+    return [r for r in table.select(columns).to_pylist() if r["label"] is not None and r.get("task", task) == task]
+
+
+def _mined_source(rows: list[dict], task: str, mining: dict) -> tuple[str, int]:
+    """The formatted rule file mined from ``rows``, and its number of rules."""
+    from kdsl.mining.pipeline import MiningConfig, mine
+    from kdsl.mining.writer import render
+
     config = MiningConfig(seed=mining["seed"], max_predicates=mining["max_predicates"],
                           min_reward=float(mining["min_reward"]))
     result = mine(rows, task, config, proposer=_llm_proposer(mining, task))
-    rules.parent.mkdir(parents=True, exist_ok=True)
-    write(rules, task, result.labels, result.rules)
-    log(f"mine-{task}: {len(result.rules)} rule(s) -> {rules}")
+    return render(task, result.labels, result.rules), len(result.rules)
+
+
+def _select(train: Path, target: Path, settings: dict, log: Callable[[str], None]) -> None:
+    """Which tasks' rules to use: k-fold cross-validation on the training rows only. Per fold,
+    rules are mined and the baseline (with flips) trained on the other folds; a task's rules are
+    kept when, on average over the folds, overriding the model with them does not lower the
+    task's F1 on the held-out fold. The baseline stands in for whatever model is configured."""
+    import kdsl.engine
+    from kdsl.adapters.baseline import BaselineAdapter
+    from kdsl.metrics import task_scores
+    from kdsl.report import TASK_SCORE
+
+    tasks, folds = settings["tasks"], settings["select_folds"]
+    if folds == 0:
+        write_text_atomically(target, json.dumps({"folds": 0, "kept": tasks, "tasks": {}}, indent=2) + "\n")
+        return
+    table = _read_table(train)
+    runs: dict[str, dict[str, list]] = {t: {"model": [], "rules": []} for t in tasks}
+    for fold in range(folds):
+        log(f"select-rules: fold {fold + 1}/{folds}")
+        fit = table.take([i for i in range(table.num_rows) if i % folds != fold])
+        held = table.take([i for i in range(table.num_rows) if i % folds == fold])
+        model = BaselineAdapter.train(fit, images=settings["images"], epochs=settings["epochs"],
+                                      seed=settings["seed"], flip=True)
+        predicted = model.predict(held, images=settings["images"])
+        gold, row_tasks = predicted.column("label").to_pylist(), predicted.column("task").to_pylist()
+        model_labels = predicted.column("model_label").to_pylist()
+        for task in tasks:
+            score = TASK_SCORE[task]
+            source, _ = _mined_source(_labelled_rows(fit, task), task, settings)
+            decided = kdsl.engine.loads(source, f"<fold {fold + 1} {task} rules>").score(predicted).column(task).to_pylist()
+            final = [d if t == task and d is not None else m for d, t, m in zip(decided, row_tasks, model_labels)]
+            runs[task]["model"].append(task_scores(gold, model_labels, row_tasks)[score])
+            runs[task]["rules"].append(task_scores(gold, final, row_tasks)[score])
+    summary = {"folds": folds, "tasks": {}, "kept": []}
+    for task in tasks:
+        pairs = [(m, r) for m, r in zip(runs[task]["model"], runs[task]["rules"]) if m is not None and r is not None]
+        gain = sum(r - m for m, r in pairs) / len(pairs) if pairs else 0.0
+        summary["tasks"][task] = {**runs[task], "score": TASK_SCORE[task], "gain": gain, "kept": gain >= 0}
+        if gain >= 0:
+            summary["kept"].append(task)
+        log(f"select-rules: {task} rules {'kept' if gain >= 0 else 'left out'} "
+            f"({TASK_SCORE[task]} {gain:+.4f} on held-out folds)")
+    write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
+
+
+def _kept(selection: Path, rules: list[Path]) -> list[Path]:
+    kept = set(json.loads(selection.read_text(encoding="utf-8"))["kept"])
+    return [path for path in rules if path.stem in kept]
 
 
 def _llm_proposer(mining: dict, task: str):
@@ -409,11 +476,12 @@ def _seesaw(train: Path, dev: Path, target: Path, settings: dict, log: Callable[
     write_text_atomically(target, json.dumps({"epochs": settings["epochs"], "runs": runs}, indent=2) + "\n")
 
 
-def _report(output: Path, evaluation: Path, seesaw: Path, scored: dict[str, Path], target: Path,
+def _report(output: Path, evaluation: Path, seesaw: Path, selection: Path, scored: dict[str, Path], target: Path,
             log: Callable[[str], None]) -> None:
     from kdsl.report import render_report, write_figures
 
     results = json.loads(evaluation.read_text(encoding="utf-8"))
     seesaw_runs = json.loads(seesaw.read_text(encoding="utf-8"))
+    chosen = json.loads(selection.read_text(encoding="utf-8"))
     figures = write_figures(output, results, {v: _read_table(p) for v, p in scored.items()}, log)
-    write_text_atomically(target, render_report(results, seesaw_runs, figures))
+    write_text_atomically(target, render_report(results, seesaw_runs, figures, chosen))

@@ -116,14 +116,33 @@ def seesaw_table(seesaw: dict) -> list[str]:
     return lines
 
 
-def render_report(results: dict, seesaw: dict, figures: dict[str, str], top: int = 10) -> str:
-    """``report.md``. ``figures``: {"ablation" | "confusion <prediction> <task>": relative path}."""
+def selection_table(selection: dict) -> list[str]:
+    """Which tasks' rules the scoring used, and the cross-validation on train that chose them."""
+    if not selection["folds"]:
+        return [f"Every mined task's rules are used ([mining] select_folds = 0): {', '.join(selection['kept'])}."]
+    lines = [f"{selection['folds']}-fold cross-validation on the training rows (rules mined and the baseline "
+             "trained on the other folds): a task's rules are used when overriding the model with them does "
+             "not lower the task's F1 on the held-out folds, on average.", "",
+             "| rules of | score | model, per fold | with the rules | mean gain | used |", "|---|---|---|---|---:|---|"]
+    for task, cell in selection["tasks"].items():
+        per_fold = " / ".join(_number(v) for v in cell["model"])
+        ruled = " / ".join(_number(v) for v in cell["rules"])
+        lines.append(f"| {task} | {cell['score']} | {per_fold} | {ruled} | {cell['gain']:+.4f} | "
+                     f"{'yes' if cell['kept'] else 'no'} |")
+    return lines
+
+
+def render_report(results: dict, seesaw: dict, figures: dict[str, str], selection: dict | None = None,
+                  top: int = 10) -> str:
+    """``report.md``. ``figures``: {"ablation" | "confusion <prediction> <task>": relative path};
+    ``selection``: the pipeline's choice of rule sets (``selection.json``)."""
     lines = ["# KDSL pipeline report", "", "## Ablation (dev, class-weighted F1)", "", ablation_table(results), ""]
     lines += [line + "\n" for line in rule_gains(results)]
     rows = results["variants"]["flip"]["report"]["rows"]
     tasks = ", ".join(f"{n} {t}" for t, n in rows["by_task"].items())
+    used = f"; used for {', '.join(selection['kept']) or 'no task'} (see Rule sets used)" if selection else ""
     lines.append(f"{rows['labelled']} labelled dev rows ({tasks}); rules mined for "
-                 f"{', '.join(results['tasks'])}.")
+                 f"{', '.join(results['tasks'])}{used}.")
     if "ablation" in figures:
         lines += ["", f"![ablation]({figures['ablation']})"]
     lines += ["", "## Rules that changed the most predictions (KDSL)", ""]
@@ -139,6 +158,8 @@ def render_report(results: dict, seesaw: dict, figures: dict[str, str], top: int
                          f"{c.get('broke', '-')} | {c['decided']} | {_number(c['precision'])} |")
         lines += ["", "*changed*: the rule's label differs from the model's; *fixed* / *broke*: of those, "
                   "the rule is right / the model was right."]
+    if selection is not None:
+        lines += ["", "## Rule sets used", ""] + selection_table(selection)
     lines += ["", "## Seesaw check (the paper's Figure 1)", ""] + seesaw_table(seesaw)
     confusions = sorted(k for k in figures if k.startswith("confusion "))
     if confusions:

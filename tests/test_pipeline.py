@@ -79,14 +79,36 @@ def test_report_states_the_rule_gain_the_seesaw_and_its_charts(finished):
         assert f"]({name})" in report
 
 
+def test_rule_sets_are_chosen_by_cross_validation_on_train(finished):
+    out = finished[0] / "out"
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["folds"] == 3 and set(selection["tasks"]) == {"intent"}
+    cell = selection["tasks"]["intent"]
+    assert len(cell["model"]) == len(cell["rules"]) == 3
+    assert cell["kept"] == (cell["gain"] >= 0) and selection["kept"] == (["intent"] if cell["kept"] else [])
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Rule sets used" in report and f"| intent | DIS |" in report
+    scored = pq.read_table(out / "dev.scored-flip.parquet")
+    assert ("intent_rule" in scored.column_names) == cell["kept"]
+
+
+def test_select_folds_0_uses_every_rule_set(tmp_path):
+    config = _config(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8").replace("min_reward", "select_folds = 0\nmin_reward"),
+                      encoding="utf-8")
+    assert _run(config).exit_code == 0
+    assert json.loads((tmp_path / "out" / "selection.json").read_text())["kept"] == ["intent"]
+    assert "intent_rule" in pq.read_table(tmp_path / "out" / "dev.scored-flip.parquet").column_names
+
+
 def test_a_rerun_skips_every_step(finished):
     folder, config = finished
     steps = json.loads((folder / "out" / ".steps.json").read_text())
-    assert {"import", "mine-intent", "train-flip", "train-noflip", "predict-flip", "score-noflip",
+    assert {"import", "mine-intent", "select-rules", "train-flip", "train-noflip", "predict-flip", "score-noflip",
             "evaluate", "report"} <= set(steps)
     result = _run(config)
     assert result.exit_code == 0, result.output
-    assert "11 skipped" in result.output and "0 step(s) ran" in result.output
+    assert "12 skipped" in result.output and "0 step(s) ran" in result.output
     assert "running" not in result.output
 
 
@@ -110,6 +132,7 @@ def test_a_changed_mining_section_reruns_only_what_depends_on_it(tmp_path):
     (lambda t: t.replace('adapter = "baseline"', 'adapter = "qwen2vl"'), "[model] base"),
     (lambda t: t.replace('adapter = "baseline"', 'adapter = "bert"'), "[model] adapter must be one of"),
     (lambda t: t.replace("seeds = [0, 1]", 'seeds = ["a"]'), "[seesaw] seeds must be an array of integers"),
+    (lambda t: t.replace("min_reward", "select_folds = 1\nmin_reward"), "select_folds must be 0"),
     (lambda t: t.replace("[ocr]", "[oops]\n[ocr]"), "unknown key(s) oops"),
     (lambda t: t.replace('"train.parquet"', '"missing.parquet"'), "no such file"),
     (lambda t: t.replace('train_table = "train.parquet"\n', ""), "exactly one of 'train'"),

@@ -197,7 +197,7 @@ def _network(settings: Settings, n_classes: int) -> BaselineNetwork:
 def _text(table: pa.Table, buckets: int) -> list[np.ndarray]:
     columns = [c for c in TEXT_FIELDS if c in table.column_names]
     return [text_ids(record, buckets) for record in table.select(columns).to_pylist()] if columns \
-        else [np.zeros(0, np.int64)] * table.num_rows
+        else [text_ids({}, buckets)] * table.num_rows
 
 
 def _mask(classes, tasks) -> torch.Tensor:

@@ -9,11 +9,12 @@ Images: thumbnails (RGB, ``size``×``size``, aspect not kept: screenshots are al
 ``MAX_IMAGES`` images per row, read with Pillow from ``image_paths`` under a data root. A missing
 or unreadable image is left out; a row without images gets zeros from the image branch.
 
-    >>> ids = text_ids({"user": "退款", "agent": None, "ocr": None}, buckets=1024)
-    >>> len(ids)         # 退 款, ^退 退款 款$, ^退款 退款$ (^ and $: the field's start and end)
-    7
-    >>> list(ids) == list(text_ids({"user": "退款"}, buckets=1024))
-    True
+Each field is its own bag of ids, so that a long OCR dump does not drown out the user's few
+words in one shared average:
+
+    >>> user, agent, ocr = text_ids({"user": "退款", "agent": None, "ocr": None}, buckets=1024)
+    >>> len(user), len(agent), len(ocr)  # 退 款, ^退 退款 款$, ^退款 退款$ (^, $: start and end)
+    (7, 0, 0)
 """
 
 from __future__ import annotations
@@ -31,23 +32,24 @@ MAX_IMAGES = 4  # per row
 NGRAMS = (1, 2, 3)
 
 
-def text_ids(record: dict, buckets: int) -> np.ndarray:
-    """Hashed n-gram ids of one record (int64). ``^`` and ``$`` mark a field's start and end so
-    that a turn-initial word differs from the same word mid-sentence."""
-    ids = []
+def text_ids(record: dict, buckets: int) -> list[np.ndarray]:
+    """Hashed n-gram ids of one record, one int64 array per field of ``TEXT_FIELDS`` (empty for
+    a missing field). ``^`` and ``$`` mark a field's start and end so that a turn-initial word
+    differs from the same word mid-sentence."""
+    bags = []
     for field in TEXT_FIELDS:
+        ids = []
         text = record.get(field)
-        if not text:
-            continue
-        text = "^" + unicodedata.normalize("NFKC", text[:MAX_CHARS]).casefold() + "$"
-        prefix = f"{field}\x1f"
-        for n in NGRAMS:
-            for start in range(len(text) - n + 1):
-                gram = text[start:start + n]
-                if gram in ("^", "$"):
-                    continue
-                ids.append(zlib.crc32((prefix + gram).encode("utf-8")) % buckets)
-    return np.asarray(ids, dtype=np.int64)
+        if text:
+            text = "^" + unicodedata.normalize("NFKC", text[:MAX_CHARS]).casefold() + "$"
+            prefix = f"{field}\x1f"
+            for n in NGRAMS:
+                for start in range(len(text) - n + 1):
+                    gram = text[start:start + n]
+                    if gram not in ("^", "$"):
+                        ids.append(zlib.crc32((prefix + gram).encode("utf-8")) % buckets)
+        bags.append(np.asarray(ids, dtype=np.int64))
+    return bags
 
 
 def thumbnail(path: Path, size: int):
@@ -81,18 +83,19 @@ class Encoded:
     """One batch as the network reads it: EmbeddingBag ids and offsets, a stack of image
     arrays and the row each image belongs to."""
 
-    ids: np.ndarray  # int64, all rows' n-gram ids concatenated
-    offsets: np.ndarray  # int64, where each row's ids start
+    ids: np.ndarray  # int64, all rows' n-gram ids concatenated, field by field
+    offsets: np.ndarray  # int64, where each (row, field) bag starts: len(TEXT_FIELDS) per row
     images: np.ndarray  # float32 (n_images, 3, size, size), in [0, 1]
     image_rows: np.ndarray  # int64 (n_images,)
     n_rows: int
 
 
-def encode(text: list[np.ndarray], images: list[list], size: int) -> Encoded:
-    """Put rows' text ids and thumbnails (PIL images) into one batch."""
-    lengths = np.fromiter((len(t) for t in text), dtype=np.int64, count=len(text))
+def encode(text: list[list[np.ndarray]], images: list[list], size: int) -> Encoded:
+    """Put rows' text ids (``text_ids``'s bags) and thumbnails (PIL images) into one batch."""
+    bags = [bag for row in text for bag in row]
+    lengths = np.fromiter((len(b) for b in bags), dtype=np.int64, count=len(bags))
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    ids = np.concatenate(text) if len(text) and lengths.sum() else np.zeros(0, np.int64)
+    ids = np.concatenate(bags) if len(bags) and lengths.sum() else np.zeros(0, np.int64)
     arrays = [np.asarray(image, dtype=np.float32) for row in images for image in row]
     stacked = (np.stack(arrays).transpose(0, 3, 1, 2) / 255.0 if arrays
                else np.zeros((0, 3, size, size), np.float32))

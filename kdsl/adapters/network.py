@@ -1,9 +1,9 @@
-"""The baseline's PyTorch network: a bag of hashed n-gram embeddings for the text, a tiny CNN
+"""The baseline's PyTorch network: a bag of hashed n-gram embeddings per text field, a tiny CNN
 for the thumbnails, one hidden layer, and logits masked to the classes of each row's task.
 
     >>> import torch
     >>> net = BaselineNetwork(buckets=64, text_dim=8, image_size=16, hidden=8, classes=3)
-    >>> batch = dict(ids=torch.tensor([1, 2, 3]), offsets=torch.tensor([0, 2]),
+    >>> batch = dict(ids=torch.tensor([1, 2, 3]), offsets=torch.tensor([0, 2, 2, 2, 3, 3]),
     ...              images=torch.zeros(0, 3, 16, 16), image_rows=torch.zeros(0, dtype=torch.long))
     >>> mask = torch.tensor([[True, True, False], [False, False, True]])
     >>> net(**batch, mask=mask).softmax(-1)[1].tolist()
@@ -15,7 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kdsl.adapters.features import TEXT_FIELDS
+
 IMAGE_FEATURES = 64
+FIELDS = len(TEXT_FIELDS)  # text bags per row, averaged separately: user, agent, ocr
 
 
 class BaselineNetwork(nn.Module):
@@ -32,13 +35,13 @@ class BaselineNetwork(nn.Module):
         # +1: whether the row has any image, so that "no image" is not confused with a black one.
         self.head = nn.Sequential(
             nn.Dropout(0.2),
-            nn.Linear(text_dim + IMAGE_FEATURES + 1, hidden), nn.ReLU(),
+            nn.Linear(FIELDS * text_dim + IMAGE_FEATURES + 1, hidden), nn.ReLU(),
             nn.Linear(hidden, classes),
         )
 
     def forward(self, ids, offsets, images, image_rows, mask):
-        n_rows = offsets.shape[0]
-        text = self.text(ids, offsets)
+        n_rows = offsets.shape[0] // FIELDS
+        text = self.text(ids, offsets).reshape(n_rows, -1)
         # A row's image feature is the mean over its images; rows without any get zeros.
         summed = torch.zeros(n_rows, IMAGE_FEATURES, dtype=text.dtype)
         counts = torch.zeros(n_rows, 1, dtype=text.dtype)

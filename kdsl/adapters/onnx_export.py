@@ -6,9 +6,10 @@ whole network: text embedding, image CNN, head, task mask and softmax. Featurisa
 n-grams, thumbnails) stays in Python, shared with the torch path, and is described by the
 settings in ``config.json``, beside the labels. The graph's inputs:
 
-- ``ids`` int64 [n_ids]: every row's hashed n-gram ids, concatenated;
-- ``id_rows`` int64 [n_ids]: the row each id belongs to (EmbeddingBag's offsets, spelled out,
-  so that the bag mean is a Gather and a ScatterElements-add, which ONNX has);
+- ``ids`` int64 [n_ids]: every row's hashed n-gram ids, concatenated, field by field;
+- ``id_bags`` int64 [n_ids]: the bag each id belongs to, ``row * 3 + field`` (EmbeddingBag's
+  offsets, spelled out, so that the bag mean is a Gather and a ScatterElements-add, which ONNX
+  has);
 - ``images`` float32 [n_images, 3, size, size] in [0, 1], and ``image_rows`` int64 [n_images];
 - ``mask`` bool [n_rows, n_classes]: the classes of each row's task.
 
@@ -36,7 +37,7 @@ from kdsl.adapters.base import AdapterError
 from kdsl.adapters.baseline import BaselineAdapter, Settings
 from kdsl.adapters.storage import atomic_directory, read_config, write_config
 
-INPUTS = ("ids", "id_rows", "images", "image_rows", "mask")
+INPUTS = ("ids", "id_bags", "images", "image_rows", "mask")
 OUTPUT = "probabilities"
 OPSET = 18
 
@@ -48,21 +49,21 @@ def _exportable(network):
     import torch
     from torch import nn
 
-    from kdsl.adapters.network import IMAGE_FEATURES
+    from kdsl.adapters.network import FIELDS, IMAGE_FEATURES
 
     class Exportable(nn.Module):
         def __init__(self, net):
             super().__init__()
             self.net = net
 
-        def forward(self, ids, id_rows, images, image_rows, mask):
+        def forward(self, ids, id_bags, images, image_rows, mask):
             n_rows = mask.shape[0]
             weight = self.net.text.weight
             embedded = torch.nn.functional.embedding(ids, weight)
-            text = torch.zeros(n_rows, weight.shape[1], dtype=weight.dtype).index_add(0, id_rows, embedded)
-            text_counts = torch.zeros(n_rows, 1, dtype=weight.dtype).index_add(
-                0, id_rows, torch.ones_like(embedded[:, :1]))
-            text = text / text_counts.clamp(min=1)
+            text = torch.zeros(n_rows * FIELDS, weight.shape[1], dtype=weight.dtype).index_add(0, id_bags, embedded)
+            text_counts = torch.zeros(n_rows * FIELDS, 1, dtype=weight.dtype).index_add(
+                0, id_bags, torch.ones_like(embedded[:, :1]))
+            text = (text / text_counts.clamp(min=1)).reshape(n_rows, -1)
             features = self.net.image(images)
             summed = torch.zeros(n_rows, IMAGE_FEATURES, dtype=weight.dtype).index_add(0, image_rows, features)
             counts = torch.zeros(n_rows, 1, dtype=weight.dtype).index_add(
@@ -82,13 +83,13 @@ def _export_network(network, settings: Settings, n_classes: int, path: Path) -> 
     n_rows, n_ids, n_images, size = 3, 7, 5, settings.image_size
     example = (
         torch.randint(0, settings.buckets, (n_ids,)),
-        torch.tensor([0, 0, 0, 1, 1, 2, 2]),
+        torch.tensor([0, 0, 2, 3, 5, 6, 8]),
         torch.rand(n_images, 3, size, size),
         torch.tensor([0, 0, 1, 2, 2]),
         torch.ones(n_rows, n_classes, dtype=torch.bool),
     )
     rows, ids, images = Dim("n_rows", min=0), Dim("n_ids", min=0), Dim("n_images", min=0)
-    shapes = {"ids": {0: ids}, "id_rows": {0: ids}, "images": {0: images}, "image_rows": {0: images},
+    shapes = {"ids": {0: ids}, "id_bags": {0: ids}, "images": {0: images}, "image_rows": {0: images},
               "mask": {0: rows}}
     quiet_export(_exportable(network), example, path, list(INPUTS), [OUTPUT], shapes)
 
@@ -221,7 +222,7 @@ class OnnxBaselineAdapter(ExportedModel, BaselineAdapter):
 
     def _probabilities(self, session, encoded, mask: np.ndarray) -> np.ndarray:
         lengths = np.diff(np.append(encoded.offsets, len(encoded.ids)))
-        feed = {"ids": encoded.ids, "id_rows": np.repeat(np.arange(encoded.n_rows, dtype=np.int64), lengths),
+        feed = {"ids": encoded.ids, "id_bags": np.repeat(np.arange(len(lengths), dtype=np.int64), lengths),
                 "images": encoded.images, "image_rows": encoded.image_rows, "mask": mask}
         return session.run([OUTPUT], feed)[0]
 
