@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kdsl.pipeline import load_config, run
-from kdsl.report import ablation_table, rule_gains, seesaw_table
+from kdsl.report import ablation_table, rule_gains, seesaw_table, selection_table
 
 
 def main() -> None:
@@ -34,11 +34,12 @@ def main() -> None:
         shutil.rmtree(output)
     log: list[str] = []
     started = time.perf_counter()
-    run(config, log=lambda line: (log.append(line), print(line, flush=True)))
+    outcomes = run(config, log=lambda line: (log.append(line), print(line, flush=True)))
     wall = time.perf_counter() - started
     steps = [m.groups() for line in log if (m := re.match(r"(\S+): done in ([\d.]+) s", line))]
     results = json.loads((output / "evaluation.json").read_text(encoding="utf-8"))
     seesaw = json.loads((output / "seesaw.json").read_text(encoding="utf-8"))
+    selection = json.loads((output / "selection.json").read_text(encoding="utf-8"))
     ocr_line = " ".join(line for line in log if line.startswith("ocr: ") and "images" in line)
     lines = [
         f"## The whole pipeline on tmm-sim (`bench/pipeline.py`)", "",
@@ -48,9 +49,10 @@ def main() -> None:
         f"- Config `{Path(args.config).name}`: train 1,000 rows -> dev 500, OCR on, rules mined for "
         f"{', '.join(config['mining']['tasks'])}, baseline {config['model']['epochs']} epochs, "
         f"seesaw seeds {config['seesaw']['seeds']}. {ocr_line}",
-        f"- **Wall time {wall:.0f} s** ({'every step ran' if len(steps) == 13 else f'{len(steps)} steps ran'}).", "",
+        f"- **Wall time {wall:.0f} s** ({'every step ran' if all(v == 'ran' for v in outcomes.values()) else f'{len(steps)} steps ran'}).", "",
         "| step | seconds |", "|---|---:|", *[f"| {name} | {float(sec):.1f} |" for name, sec in steps], "",
-        ablation_table(results), "", *rule_gains(results), "", *seesaw_table(seesaw),
+        ablation_table(results), "", *rule_gains(results), "", *selection_table(selection), "",
+        *seesaw_table(seesaw),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

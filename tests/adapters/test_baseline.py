@@ -138,3 +138,23 @@ def test_a_failed_save_leaves_the_previous_model(synthetic, tmp_path):
 def test_a_directory_that_is_not_a_model_is_an_adapter_error(tmp_path):
     with pytest.raises(AdapterError, match="not a model directory"):
         kdsl.adapters.load(tmp_path)
+
+
+def test_each_text_field_is_its_own_bag():
+    """A long OCR dump must not dilute the user's words: they are averaged separately."""
+    import numpy as np
+
+    from kdsl.adapters.features import encode, text_ids
+
+    short = text_ids({"user": "退款"}, buckets=1024)
+    long = text_ids({"user": "退款", "ocr": "订单详情" * 200}, buckets=1024)
+    assert [len(bag) for bag in short] == [7, 0, 0]
+    assert np.array_equal(short[0], long[0]) and len(long[2]) > 1000
+    batch = encode([short, long], [[], []], size=8)
+    assert batch.offsets.tolist() == [0, 7, 7, 7, 14, 14]
+    net = baseline_module.BaselineNetwork(buckets=1024, text_dim=4, image_size=8, hidden=4, classes=2).eval()
+    inputs = {"ids": torch.from_numpy(batch.ids), "offsets": torch.from_numpy(batch.offsets),
+              "images": torch.from_numpy(batch.images), "image_rows": torch.from_numpy(batch.image_rows)}
+    text = net.text(inputs["ids"], inputs["offsets"]).reshape(2, 3, -1)
+    assert torch.equal(text[0, 0], text[1, 0])  # the user's bag is the same with or without OCR
+    assert net(**inputs, mask=torch.ones(2, 2, dtype=torch.bool)).shape == (2, 2)
