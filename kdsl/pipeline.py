@@ -353,7 +353,7 @@ def _select(train: Path, target: Path, settings: dict, log: Callable[[str], None
     task's F1 on the held-out fold. The baseline stands in for whatever model is configured."""
     import kdsl.engine
     from kdsl.adapters.baseline import BaselineAdapter
-    from kdsl.metrics import task_scores
+    from kdsl.evaluation import evaluate
     from kdsl.report import TASK_SCORE
 
     tasks, folds = settings["tasks"], settings["select_folds"]
@@ -369,23 +369,21 @@ def _select(train: Path, target: Path, settings: dict, log: Callable[[str], None
         model = BaselineAdapter.train(fit, images=settings["images"], epochs=settings["epochs"],
                                       seed=settings["seed"], flip=True)
         predicted = model.predict(held, images=settings["images"])
-        gold, row_tasks = predicted.column("label").to_pylist(), predicted.column("task").to_pylist()
-        model_labels = predicted.column("model_label").to_pylist()
         for task in tasks:
-            score = TASK_SCORE[task]
             source, _ = _mined_source(_labelled_rows(fit, task), task, settings)
-            decided = kdsl.engine.loads(source, f"<fold {fold + 1} {task} rules>").score(predicted).column(task).to_pylist()
-            final = [d if t == task and d is not None else m for d, t, m in zip(decided, row_tasks, model_labels)]
-            runs[task]["model"].append(task_scores(gold, model_labels, row_tasks)[score])
-            runs[task]["rules"].append(task_scores(gold, final, row_tasks)[score])
+            scores = evaluate(kdsl.engine.loads(source, f"<fold {fold + 1} {task} rules>").score(predicted))["scores"]
+            runs[task]["model"].append(scores["model"][TASK_SCORE[task]])
+            # No rule mined: the engine writes no output and the model's answer stands.
+            runs[task]["rules"].append(scores.get("final", scores["model"])[TASK_SCORE[task]])
     summary = {"folds": folds, "tasks": {}, "kept": []}
     for task in tasks:
         pairs = [(m, r) for m, r in zip(runs[task]["model"], runs[task]["rules"]) if m is not None and r is not None]
         gain = sum(r - m for m, r in pairs) / len(pairs) if pairs else 0.0
-        summary["tasks"][task] = {**runs[task], "score": TASK_SCORE[task], "gain": gain, "kept": gain >= 0}
-        if gain >= 0:
+        kept = gain >= 0
+        summary["tasks"][task] = {**runs[task], "score": TASK_SCORE[task], "gain": gain, "kept": kept}
+        if kept:
             summary["kept"].append(task)
-        log(f"select-rules: {task} rules {'kept' if gain >= 0 else 'left out'} "
+        log(f"select-rules: {task} rules {'kept' if kept else 'left out'} "
             f"({TASK_SCORE[task]} {gain:+.4f} on held-out folds)")
     write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
 
@@ -418,7 +416,7 @@ def _train(train: Path, model: Path, settings: dict, log: Callable[[str], None])
             _read_table(train), images=settings["images"], log=log, epochs=settings["epochs"],
             seed=settings["seed"], **extra, **settings["options"])
         adapter.save(model)
-    except (AdapterError, TypeError) as error:  # TypeError: an option the adapter does not take
+    except AdapterError as error:
         raise PipelineError(f"[model]: {error}") from None
 
 

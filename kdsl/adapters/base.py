@@ -17,6 +17,7 @@ data's ``label`` column, or are given (``labels={"intent": [...], "scene": [...]
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -66,6 +67,18 @@ class Adapter(ABC):
         """The schema ``predict`` gives for input of ``schema``."""
         kept = [f for f in schema if f.name not in PREDICTION_COLUMNS]
         return pa.schema(kept + PREDICTION_FIELDS)
+
+
+def settings_from(settings_class, options: dict, adapter: str):
+    """``settings_class(**options)`` (a dataclass of training options), with an AdapterError
+    naming the adapter for an option it does not take or a value of the wrong type."""
+    unknown = set(options) - {f.name for f in dataclasses.fields(settings_class)}
+    if unknown:
+        raise AdapterError(f"the {adapter} adapter takes no option {', '.join(sorted(unknown))}")
+    try:
+        return settings_class(**options)
+    except TypeError as error:  # e.g. epochs = "3": the range checks compare it with a number
+        raise AdapterError(f"the {adapter} adapter's options: {error}") from None
 
 
 def labels_by_task(table: pa.Table, given: dict[str, list[str]] | None = None) -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ under ``seed``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +29,7 @@ from kdsl.adapters.base import (
     AdapterError,
     labels_by_task,
     row_tasks,
+    settings_from,
     with_predictions,
 )
 from kdsl.adapters.features import TEXT_FIELDS, encode, row_thumbnails, text_ids
@@ -87,10 +88,7 @@ class BaselineAdapter(Adapter):
         """Fit to the labelled rows of ``table``. ``images``: the data root of ``image_paths``
         (None: no images, the image branch sees zeros). ``log``: called with a line per epoch.
         Options are the fields of ``Settings``."""
-        unknown = set(options) - {f.name for f in fields(Settings)}
-        if unknown:
-            raise AdapterError(f"the baseline adapter takes no option {', '.join(sorted(unknown))}")
-        settings = Settings(**options)
+        settings = settings_from(Settings, options, cls.name)
         labels = labels_by_task(table, labels)
         tasks = table.column("task").to_pylist()
         gold = table.column("label").to_pylist()

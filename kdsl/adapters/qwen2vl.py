@@ -43,7 +43,7 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -54,6 +54,7 @@ from kdsl.adapters.base import (
     AdapterError,
     labels_by_task,
     row_tasks,
+    settings_from,
     with_predictions,
 )
 from kdsl.adapters.storage import (
@@ -135,7 +136,7 @@ class Qwen2VLAdapter(Adapter):
     @classmethod
     def from_model(cls, folder, labels: dict[str, list[str]], **options) -> Qwen2VLAdapter:
         """An adapter over the model in a local ``folder``, untrained (zero-shot label scoring)."""
-        settings = _settings(options)
+        settings = settings_from(Settings, options, cls.name)
         model, tokenizer, image_processor = _load_folder(folder, _device(settings))
         peft = None
         if settings.lora_rank:
@@ -405,13 +406,6 @@ class Qwen2VLAdapter(Adapter):
 
 
 # ---------------------------------------------------------------------------------- internals
-
-
-def _settings(options) -> Settings:
-    unknown = set(options) - {f.name for f in fields(Settings)}
-    if unknown:
-        raise AdapterError(f"the qwen2vl adapter takes no option {', '.join(sorted(unknown))}")
-    return Settings(**options)
 
 
 def _device(settings: Settings) -> torch.device:

@@ -118,6 +118,8 @@ def test_bad_options_and_data_are_adapter_errors(synthetic):
         train(table, root, colour="red")
     with pytest.raises(AdapterError, match="tasks must be"):
         train(table, root, tasks="both")
+    with pytest.raises(AdapterError, match="the baseline adapter's options"):
+        train(table, root, epochs="3")
     with pytest.raises(AdapterError, match="no 'label' column"):
         train(table.drop_columns(["label"]), root)
     with pytest.raises(AdapterError, match="several tasks"):
