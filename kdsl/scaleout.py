@@ -64,8 +64,12 @@ class ArrowScorer:
 
     def __call__(self, batches):
         for batch in batches:
-            scored = self.engine.score(batch, threads=self.threads)
-            yield scored if self.columns is None else scored.select(self.columns)
+            yield self.score(batch)
+
+    def score(self, batch):
+        """One batch (or table) scored, with only ``columns`` when they were given."""
+        scored = self.engine.score(batch, threads=self.threads)
+        return scored if self.columns is None else scored.select(self.columns)
 
     def spark_schema(self, schema):
         """The Spark schema of the output for an input DataFrame schema (``df.schema``)."""
@@ -79,12 +83,11 @@ class _ScoreBatches:
     """A Ray actor's work: the engine compiled once, then every batch it is given."""
 
     def __init__(self, rules: RuleSet, columns: list[str] | None, threads: int):
-        self.engine = ArrowScorer(rules).engine  # compiled at actor start, not in the first batch
-        self.columns, self.threads = columns, threads
+        self.scorer = ArrowScorer(rules, columns, threads)
+        self.scorer.engine  # noqa: B018  (compiled at actor start, not in the first batch)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        scored = self.engine.score(table, threads=self.threads)
-        return scored if self.columns is None else scored.select(self.columns)
+        return self.scorer.score(table)
 
 
 class _PredictBatches:
@@ -93,14 +96,7 @@ class _PredictBatches:
     def __init__(self, model_dir: str, runtime: str, images: str | None, overrides: dict):
         import kdsl.adapters
 
-        if runtime == "onnx":
-            from kdsl.adapters.onnx_export import load_export
-
-            self.adapter = load_export(model_dir)
-        else:
-            self.adapter = kdsl.adapters.load(model_dir)
-        for key, value in overrides.items():  # a precomputed model's --label-column etc.
-            setattr(self.adapter, key, value)
+        self.adapter = kdsl.adapters.load(model_dir, runtime, overrides)  # overrides: --label-column etc.
         self.images = images
 
     def __call__(self, table: pa.Table) -> pa.Table:

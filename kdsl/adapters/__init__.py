@@ -34,15 +34,26 @@ def adapter_class(name: str) -> type[Adapter]:
     return getattr(importlib.import_module(module), cls)
 
 
-def load(model_dir) -> Adapter:
-    """Load a saved model directory, whatever its adapter.
+def load(model_dir, runtime: str = "torch", columns: dict | None = None) -> Adapter:
+    """Load a saved model directory, whatever its adapter; ``runtime="onnx"``: an export made
+    by ``kdsl export-onnx``. ``columns``: a precomputed model's column names to read instead of
+    the saved ones (``label_column``, ``score_column``, ``topk_column``; None keeps one).
 
     >>> adapter = load("model/")                 # doctest: +SKIP
     >>> scored = adapter.predict(table)          # doctest: +SKIP
     """
-    from kdsl.adapters.storage import read_config
+    if runtime == "onnx":
+        from kdsl.adapters.onnx_export import load_export
 
-    return adapter_class(read_config(model_dir)["adapter"]).load(model_dir)
+        adapter = load_export(model_dir)
+    else:
+        from kdsl.adapters.storage import read_config
+
+        adapter = adapter_class(read_config(model_dir)["adapter"]).load(model_dir)
+    for key, value in (columns or {}).items():
+        if value is not None:
+            setattr(adapter, key, value)
+    return adapter
 
 
 __all__ = ["ADAPTERS", "Adapter", "AdapterError", "adapter_class", "load"]

@@ -186,21 +186,12 @@ def predict(input_path, model_dir, output, images_root, batch_size, runtime, lab
     if ray_workers is not None:
         raise InputProblem("--ray-workers: only with --ray")
     try:
-        if runtime == "onnx":
-            from kdsl.adapters.onnx_export import load_export
-
-            adapter = load_export(model_dir)
-        else:
-            adapter = kdsl.adapters.load(model_dir)
+        adapter = kdsl.adapters.load(model_dir, runtime, columns)
     except AdapterError as error:
         raise InputProblem(str(error)) from None
-    if any(value is not None for value in columns.values()):
-        if adapter.name != "precomputed":
-            given = [name for name, value in _flags(columns).items() if value is not None]
-            raise InputProblem(f"{', '.join(given)}: only for a precomputed model, and {model_dir} is {adapter.name}")
-        for key, value in columns.items():
-            if value is not None:
-                setattr(adapter, key, value)
+    if any(value is not None for value in columns.values()) and adapter.name != "precomputed":
+        given = [name for name, value in _flags(columns).items() if value is not None]
+        raise InputProblem(f"{', '.join(given)}: only for a precomputed model, and {model_dir} is {adapter.name}")
     source = read_parquet(input_path)
     schema = adapter.output_schema(source.schema_arrow)
     rows = 0
