@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 from llvmlite import ir
 from numba import njit, types
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 from numba.extending import intrinsic
 
 from kdsl.dsl.text import normalize_text  # the definition; this module applies it to columns
@@ -176,6 +177,9 @@ def _build_code_point_table() -> _CodePointTable:
             long_replacements.append(mapped)
     entries[complex_code_points] = _COMPLEX
     entries[_MALFORMED] = _COMPLEX
+    lo, hi = _CJK_IDENTITY_RANGE  # the vector path copies these without looking them up
+    if (entries[lo:hi] != _identity_entries(np.arange(lo, hi, dtype=np.int64))).any():
+        raise AssertionError(f"U+{lo:04X}..U+{hi - 1:04X} no longer normalises to itself")
 
     encoded_long = [m.encode("utf-8") for m in long_replacements]
     long_offsets = np.zeros(len(encoded_long) + 1, dtype=np.int64)
@@ -208,6 +212,11 @@ def _changes_nothing(data, start, end, changed):
     """Whether every character of data[start:end] normalises to itself (valid UTF-8 only)."""
     pos = start
     while pos < end:
+        if pos + _VECTOR_BYTES <= data.shape[0]:
+            plain, _ = _plain_prefix(data, pos, end, False)
+            pos += plain
+            if plain:
+                continue
         b0 = data[pos]
         if b0 < 0x80:
             if changed[b0]:
@@ -298,6 +307,98 @@ def _peek_u32(data, pos):
     return word
 
 
+# The common case, 64 bytes at a time.  Chinese customer-service text is mostly ASCII and
+# CJK ideographs in U+4000..U+9FFF (3-byte sequences led by E4..E9), and the only change any of
+# those needs is ASCII upper to lower case.  One vector pass classifies 64 bytes into bit masks;
+# the longest prefix of valid ASCII / ideograph sequences is copied with a single lowering vector
+# store, and only the code point after it (a full-width comma, U+3000, an emoji, ...) takes the
+# per-code-point table path.
+_VECTOR_BYTES = 64
+_U64 = np.uint64
+
+
+def _byte_range_mask(lo: int, hi: int):
+    """An intrinsic: bit k set iff lo <= data[pos + k] <= hi, for 64 bytes (no bounds check)."""
+
+    @intrinsic
+    def mask(typingctx, data, pos):
+        def codegen(context, builder, signature, args):
+            vec = ir.VectorType(ir.IntType(8), _VECTOR_BYTES)
+            base = context.make_array(signature.args[0])(context, builder, args[0]).data
+            pointer = builder.bitcast(builder.gep(base, [args[1]]), vec.as_pointer())
+            shifted = builder.sub(builder.load(pointer, align=1), ir.Constant(vec, [lo] * _VECTOR_BYTES))
+            inside = builder.icmp_unsigned("<=", shifted, ir.Constant(vec, [hi - lo] * _VECTOR_BYTES))
+            return builder.bitcast(inside, ir.IntType(64))
+
+        return types.uint64(data, types.intp), codegen
+
+    return mask
+
+
+_ascii_mask = _byte_range_mask(0x00, 0x7F)
+_continuation_mask = _byte_range_mask(0x80, 0xBF)
+_ideograph_lead_mask = _byte_range_mask(0xE4, 0xE9)  # U+4000..U+9FFF
+_upper_mask = _byte_range_mask(0x41, 0x5A)
+_CJK_IDENTITY_RANGE = (0x4000, 0xA000)  # every code point here normalises to itself
+
+
+@intrinsic
+def _store_lowered64(typingctx, src, pos, dst, out_pos):
+    """dst[out_pos:out_pos+64] = src[pos:pos+64] with A-Z lowered (no bounds check)."""
+
+    def codegen(context, builder, signature, args):
+        vec = ir.VectorType(ir.IntType(8), _VECTOR_BYTES)
+        src_base = context.make_array(signature.args[0])(context, builder, args[0]).data
+        dst_base = context.make_array(signature.args[2])(context, builder, args[2]).data
+        data = builder.load(builder.bitcast(builder.gep(src_base, [args[1]]), vec.as_pointer()), align=1)
+        shifted = builder.sub(data, ir.Constant(vec, [0x41] * _VECTOR_BYTES))
+        upper = builder.icmp_unsigned("<=", shifted, ir.Constant(vec, [25] * _VECTOR_BYTES))
+        lowered = builder.add(data, builder.select(upper, ir.Constant(vec, [0x20] * _VECTOR_BYTES),
+                                                   ir.Constant(vec, [0] * _VECTOR_BYTES)))
+        builder.store(lowered, builder.bitcast(builder.gep(dst_base, [args[3]]), vec.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return types.void(src, pos, dst, out_pos), codegen
+
+
+@intrinsic
+def _popcount64(typingctx, bits):
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint64(bits), codegen
+
+
+@njit(inline="always")
+def _low_bits(k):
+    return ~_U64(0) if k >= 64 else (_U64(1) << _U64(k)) - _U64(1)
+
+
+@njit(inline="always")
+def _plain_prefix(data, pos, end, upper_is_plain):
+    """(k, chars): data[pos:pos+k] is valid UTF-8 made only of ASCII (without A-Z unless
+    ``upper_is_plain``) and code points U+4000..U+9FFF, ends on a code point boundary, and holds
+    ``chars`` code points.  ``pos`` must start a code point and pos + 64 <= len(data)."""
+    ascii_bytes = _ascii_mask(data, pos)
+    if not upper_is_plain:
+        ascii_bytes &= ~_upper_mask(data, pos)
+    continuation = _continuation_mask(data, pos)
+    leads = _ideograph_lead_mask(data, pos)
+    expected = (leads << _U64(1)) | (leads << _U64(2))  # where a lead's two continuations sit
+    bad = ~(ascii_bytes | continuation | leads) | (continuation ^ expected)
+    limit = end - pos
+    if limit < 64:
+        bad |= ~_U64(0) << _U64(limit)
+    k = 64 if bad == 0 else np.int64(trailing_zeros(bad))
+    starts = (ascii_bytes | leads) & _low_bits(k)
+    if starts:  # a sequence cut by the prefix's end (or by the block's) is left for later
+        last = 63 - np.int64(leading_zeros(starts))
+        if (leads >> _U64(last)) & _U64(1) and last + 3 > k:
+            k = last
+            starts &= _low_bits(k)
+    return k, np.int64(_popcount64(starts))
+
+
 @njit(cache=True, nogil=True)
 def _decode_utf8(data, pos, end):
     """(code point, byte length) at ``pos``; (_MALFORMED, 1) if malformed."""
@@ -364,6 +465,15 @@ def _normalize_rows(
             # Hot loop: everything it cannot finish with one packed entry
             # breaks out to the rare cases below.
             while pos < end:
+                if pos + _VECTOR_BYTES <= in_data.shape[0] and out_pos + _VECTOR_BYTES <= out_data.shape[0]:
+                    plain, plain_chars = _plain_prefix(in_data, pos, end, True)
+                    if plain:
+                        _store_lowered64(in_data, pos, out_data, out_pos)
+                        pos += plain
+                        out_pos += plain
+                        chars += plain_chars
+                        if pos >= end:
+                            break
                 word = _peek_u32(in_data, pos)
                 b0 = word & 0xFF
                 if b0 < 0x80:
