@@ -37,10 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kdsl.io import atomic_path, write_text_atomically
+from kdsl.record import MINING_COLUMNS, SCORE_OF_TASK, TASKS, TEXT_FIELDS
 
 STEPS_FILE = ".steps.json"
 VARIANTS = ("noflip", "flip")  # model trained without / with horizontal-flip augmentation
-TASKS = ("intent", "scene")
 ADAPTERS = ("baseline", "qwen2vl")
 PROPOSERS = ("ngram", "llm")
 
@@ -275,7 +275,7 @@ def _read_table(path: Path):
 
 def _import(data: dict, tables: dict[str, Path]) -> None:
     from kdsl.data.importing import SourceError, import_samples, read_samples
-    from kdsl.data.schema import record_table
+    from kdsl.record import record_table
 
     for split, target in tables.items():
         if data[f"{split}_table"] is not None:
@@ -322,7 +322,7 @@ def _mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str]
     rows = _labelled_rows(table, task)
     if not rows:
         raise PipelineError(f"{train}: no labelled rows of task {task!r} to mine")
-    if not any(r.get(f) for r in rows for f in ("user", "agent", "ocr")):
+    if not any(r.get(f) for r in rows for f in TEXT_FIELDS):
         log(f"mine-{task}: the {task} rows carry no text (scene rows need [ocr] enabled); no rules")
     source, count = _mined_source(rows, task, mining)
     rules.parent.mkdir(parents=True, exist_ok=True)
@@ -331,7 +331,7 @@ def _mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str]
 
 
 def _labelled_rows(table, task: str) -> list[dict]:
-    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in table.column_names]
+    columns = [c for c in MINING_COLUMNS if c in table.column_names]
     return [r for r in table.select(columns).to_pylist() if r["label"] is not None and r.get("task", task) == task]
 
 
@@ -354,7 +354,6 @@ def _select(train: Path, target: Path, settings: dict, log: Callable[[str], None
     import kdsl.engine
     from kdsl.adapters.baseline import BaselineAdapter
     from kdsl.evaluation import evaluate
-    from kdsl.report import TASK_SCORE
 
     tasks, folds = settings["tasks"], settings["select_folds"]
     if folds == 0:
@@ -372,19 +371,19 @@ def _select(train: Path, target: Path, settings: dict, log: Callable[[str], None
         for task in tasks:
             source, _ = _mined_source(_labelled_rows(fit, task), task, settings)
             scores = evaluate(kdsl.engine.loads(source, f"<fold {fold + 1} {task} rules>").score(predicted))["scores"]
-            runs[task]["model"].append(scores["model"][TASK_SCORE[task]])
+            runs[task]["model"].append(scores["model"][SCORE_OF_TASK[task]])
             # No rule mined: the engine writes no output and the model's answer stands.
-            runs[task]["rules"].append(scores.get("final", scores["model"])[TASK_SCORE[task]])
+            runs[task]["rules"].append(scores.get("final", scores["model"])[SCORE_OF_TASK[task]])
     summary = {"folds": folds, "tasks": {}, "kept": []}
     for task in tasks:
         pairs = [(m, r) for m, r in zip(runs[task]["model"], runs[task]["rules"]) if m is not None and r is not None]
         gain = sum(r - m for m, r in pairs) / len(pairs) if pairs else 0.0
         kept = gain >= 0
-        summary["tasks"][task] = {**runs[task], "score": TASK_SCORE[task], "gain": gain, "kept": kept}
+        summary["tasks"][task] = {**runs[task], "score": SCORE_OF_TASK[task], "gain": gain, "kept": kept}
         if kept:
             summary["kept"].append(task)
         log(f"select-rules: {task} rules {'kept' if kept else 'left out'} "
-            f"({TASK_SCORE[task]} {gain:+.4f} on held-out folds)")
+            f"({SCORE_OF_TASK[task]} {gain:+.4f} on held-out folds)")
     write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
 
 

@@ -32,7 +32,7 @@ from kdsl.adapters.base import (
     settings_from,
     with_predictions,
 )
-from kdsl.adapters.features import TEXT_FIELDS, encode, row_thumbnails, text_ids
+from kdsl.adapters.features import encode, row_thumbnails, text_ids
 from kdsl.adapters.network import BaselineNetwork
 from kdsl.adapters.storage import (
     atomic_directory,
@@ -42,6 +42,7 @@ from kdsl.adapters.storage import (
     write_weights,
 )
 from kdsl.data.augment import augment_image
+from kdsl.record import TEXT_FIELDS
 
 JOINT = "joint"
 TASK_MODES = ("joint", "separate")

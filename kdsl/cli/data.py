@@ -42,7 +42,7 @@ def import_tianchi(input_path, output, image_root, skip_bad):
     import pyarrow.parquet as pq
 
     from kdsl.data.importing import SourceError, import_samples, missing_images, read_samples
-    from kdsl.data.schema import record_table
+    from kdsl.record import record_table
     from kdsl.io import atomic_path
 
     output = Path(output)

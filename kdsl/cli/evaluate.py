@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from kdsl.cli.common import InputProblem, main, read_parquet
+from kdsl.record import OVERALL, SCORE_OF_TASK
 
 
 @main.command(name="eval")
@@ -86,7 +87,7 @@ def _score_names(report: dict) -> list[str]:
     present = []
     for scores in report["scores"].values():
         present += [n for n, v in scores.items() if v is not None and n not in present]
-    present.sort(key=lambda n: (n == "OSS", n not in ("DIS", "ISS"), n))
+    present.sort(key=lambda n: (n == OVERALL, n not in SCORE_OF_TASK.values(), n))
     return present
 
 

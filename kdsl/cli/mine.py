@@ -5,6 +5,7 @@ import sys
 import click
 
 from kdsl.cli.common import InputProblem, main, read_parquet
+from kdsl.record import MINING_COLUMNS, TEXT_FIELDS
 
 PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged with the n-gram ones
 
@@ -71,9 +72,9 @@ def _labelled_rows(path, task) -> list[dict]:
     table = read_parquet(path).read()
     if "label" not in table.schema.names:
         raise InputProblem(f"{path}: no 'label' column; mining needs labelled rows")
-    if not any(f in table.schema.names for f in ("user", "agent", "ocr")):
+    if not any(f in table.schema.names for f in TEXT_FIELDS):
         raise InputProblem(f"{path}: no text column (user, agent or ocr) to mine")
-    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in table.schema.names]
+    columns = [c for c in MINING_COLUMNS if c in table.schema.names]
     rows = [r for r in table.select(columns).to_pylist()
             if r["label"] is not None and r.get("task", task) == task]
     if not rows:

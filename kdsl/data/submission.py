@@ -5,6 +5,8 @@ engine's final label for that target), or from ``model_label`` when the table ha
 ``--target-column`` names other columns.
 
     >>> import pyarrow as pa
+
+from kdsl.record import MODEL_LABEL, TASKS
     >>> table = pa.table({"id": ["a", "b"], "task": ["intent", "scene"],
     ...                   "intent": ["气泡", None], "model_label": ["x", "退款页面"]})
     >>> predictions(table, TargetColumns())
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from kdsl.record import MODEL_LABEL, TASKS
+
 HEADER = ("id", "predict")
-MODEL_COLUMN = "model_label"
+MODEL_COLUMN = MODEL_LABEL
 
 
 class SubmissionError(ValueError):
@@ -57,7 +61,7 @@ class TargetColumns:
 
     def needed(self, names) -> list[str]:
         """The columns of a table with ``names`` that predictions may be read from."""
-        wanted = {self.every, MODEL_COLUMN, "intent", "scene", *self.by_task.values()}
+        wanted = {self.every, MODEL_COLUMN, *TASKS, *self.by_task.values()}
         return [n for n in names if n in wanted]
 
     def column_for(self, task: str | None, names) -> str:

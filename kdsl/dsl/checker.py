@@ -13,17 +13,10 @@ from dataclasses import dataclass
 from kdsl.dsl import ast
 from kdsl.dsl.errors import Diagnostic, KdslError, did_you_mean
 from kdsl.dsl.text import compile_regex, normalize_text
+from kdsl.record import BUILTIN_FIELDS, LIST_FIELDS
 
 LANGUAGE_VERSION = 1
 
-# The record table of DESIGN.md: column as rules name it -> kind. `text` supports matching
-# (has, matches, fuzzy, count, len, near); `string` and `text` compare as strings.
-BUILTIN_FIELDS = {
-    "id": "string", "task": "string", "user": "text", "agent": "text", "ocr": "text",
-    "turns": "number", "n_images": "number", "label": "string",
-    "model.label": "string", "model.score": "number",
-}
-LIST_FIELDS = {"image_paths"}
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdsl.dsl import KdslError, ast, check, parse
-from kdsl.mining.candidates import TEXT_FIELDS, Candidate, ngrams
+from kdsl.mining.candidates import Candidate, ngrams
 from kdsl.mining.scoring import wilson_lower_bound
+from kdsl.record import TEXT_FIELDS
 
 
 class LlmUnavailable(Exception):
