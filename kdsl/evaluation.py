@@ -24,11 +24,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from kdsl.errors import InputError
 from kdsl.metrics import Confusion, confusion, task_scores
 from kdsl.record import LABEL, MODEL_LABEL, OVERALL, SCORE_OF_TASK, TASK
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """The table cannot be evaluated; the message says why."""
 
 

@@ -23,12 +23,13 @@ from typing import ClassVar
 
 import pyarrow as pa
 
+from kdsl.errors import ModelError
 from kdsl.record import LABEL, PREDICTION_COLUMNS, PREDICTION_FIELDS, TASK, TOPK_TYPE
 
 
-class AdapterError(ValueError):
+class AdapterError(ModelError):
     """Input an adapter cannot use (a missing column, a label outside its task, a bad model
-    directory). The CLI reports it as ``error: ...`` with exit status 2."""
+    directory, an option it does not take)."""
 
 
 class Adapter(ABC):

@@ -5,8 +5,6 @@ engine's final label for that target), or from ``model_label`` when the table ha
 ``--target-column`` names other columns.
 
     >>> import pyarrow as pa
-
-from kdsl.record import MODEL_LABEL, TASKS
     >>> table = pa.table({"id": ["a", "b"], "task": ["intent", "scene"],
     ...                   "intent": ["气泡", None], "model_label": ["x", "退款页面"]})
     >>> predictions(table, TargetColumns())
@@ -20,13 +18,14 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from kdsl.errors import InputError
 from kdsl.record import MODEL_LABEL, TASKS
 
 HEADER = ("id", "predict")
 MODEL_COLUMN = MODEL_LABEL
 
 
-class SubmissionError(ValueError):
+class SubmissionError(InputError):
     """The table cannot give a submission (no id column, duplicate ids, no column to read)."""
 
 
@@ -54,7 +53,7 @@ class TargetColumns:
                     raise SubmissionError(f"two columns for every row: {columns.every!r} and {spec!r}")
                 columns.every = spec.strip()
             elif not task.strip() or not column.strip():
-                raise SubmissionError(f"--target-column {spec!r}: expected TASK=COLUMN or COLUMN")
+                raise SubmissionError(f"target column {spec!r}: expected TASK=COLUMN or COLUMN")
             else:
                 columns.by_task[task.strip()] = column.strip()
         return columns
@@ -77,7 +76,7 @@ class TargetColumns:
             raise SubmissionError(f"no column {task!r} or {MODEL_COLUMN!r} to read the predictions "
                                   f"of {task!r} rows from")
         if column not in names:
-            raise SubmissionError(f"no column {column!r} (asked for by --target-column)")
+            raise SubmissionError(f"no column {column!r} (asked for as a target column)")
         return column
 
 

@@ -26,6 +26,7 @@ from kdsl.engine.compiler import Plan, compile_rules
 from kdsl.engine.kernel import evaluate_rows
 from kdsl.engine.matcher import AtomMatcher
 from kdsl.engine.normalize import normalize_array
+from kdsl.errors import InputError  # the input table does not fit the rules (a missing column, a wrong type)
 from kdsl.record import MODEL_LABEL, TASK
 
 SOURCES = ("rule", "model")
@@ -33,10 +34,6 @@ BATCH_ROWS = 65536  # rows normalised and scanned together: buffers stay small a
 CALIBRATION_ROWS = 4096  # rows whose atom hit rates choose the rule triggers
 _NO_ROWS = np.zeros((0, 0), dtype=np.uint8)
 _ROW_ZERO = np.zeros(1, dtype=np.int64)
-
-
-class InputError(ValueError):
-    """The input table does not fit the rules (a missing column, a column of the wrong type)."""
 
 
 class Engine:
