@@ -133,19 +133,36 @@ class Engine:
         outputs = self._output_columns(winners, batch)
         return pa.RecordBatch.from_arrays(list(batch.columns) + outputs, schema=schema)
 
-    def matches(self, table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    def matches(self, table: pa.Table | pa.RecordBatch, threads: int = 1) -> np.ndarray:
         """A boolean matrix: [row, i] is True when ``self.plan.rules[i]`` holds for the row
         (every rule, not only the deciding one; rows outside a rule's task are False)."""
         if isinstance(table, pa.Table):
             self.check_input(table.schema)
-            parts = [self._evaluate(b, collect=True)[1] for b in table.to_batches(max_chunksize=BATCH_ROWS)]
+            parts = [self._evaluate(b, threads, collect=True)[1] for b in table.to_batches(max_chunksize=BATCH_ROWS)]
             return np.concatenate(parts) if parts else np.zeros((0, len(self.plan.rules)), bool)
         self.check_input(table.schema)
-        return self._evaluate(table, collect=True)[1]
+        return self._evaluate(table, threads, collect=True)[1]
 
     def _evaluate(self, batch: pa.RecordBatch, threads: int = 1, collect: bool = False):
-        """Run the kernel over one batch: (winners[row, target], fired[row, rule] or None)."""
-        plan, arrays = self.plan, self.plan.arrays
+        """Run the kernel over one batch: (winners[row, target], fired[row, rule] or None).
+
+        With ``threads`` > 1 the batch is cut into one row slice per thread, and each slice is
+        normalised, scanned and evaluated on its own thread (every numba kernel releases the
+        GIL), so only the Arrow output columns stay serial. A row's result depends on that row
+        alone, hence is the same for any number of threads."""
+        n = batch.num_rows
+        if threads <= 1 or n < 2:
+            return self._evaluate_slice(batch, collect)
+        bounds = np.linspace(0, n, min(threads, n) + 1).astype(np.int64).tolist()
+        with ThreadPoolExecutor(len(bounds) - 1, thread_name_prefix="kdsl-score") as pool:
+            parts = list(pool.map(lambda lo, hi: self._evaluate_slice(batch.slice(lo, hi - lo), collect),
+                                  bounds[:-1], bounds[1:]))
+        winners = np.concatenate([w for w, _ in parts])
+        return winners, (np.concatenate([f for _, f in parts]) if collect else None)
+
+    def _evaluate_slice(self, batch: pa.RecordBatch, collect: bool):
+        """``_evaluate`` on one thread."""
+        plan = self.plan
         n, names = batch.num_rows, batch.schema.names
         column = batch.column
         offsets, data, lengths = [], [], {}
@@ -182,12 +199,7 @@ class Engine:
         def run(rows, resolved, pending_out):
             evaluate_rows(rows, texts, inputs.program, columns, resolved, winners, pending_out, fired)
 
-        all_rows = np.arange(n, dtype=np.int64)
-        if threads > 1 and n > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda rows: run(rows, _NO_ROWS, pending), np.array_split(all_rows, threads)))
-        else:
-            run(all_rows, _NO_ROWS, pending)
+        run(np.arange(n, dtype=np.int64), _NO_ROWS, pending)
 
         rows = np.flatnonzero(pending)
         if rows.size:

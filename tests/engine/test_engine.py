@@ -149,3 +149,17 @@ def test_many_rules_sharing_atoms():
     assert engine.predict({"user": "漏水 123号"})["intent_rule"] == "r3"
     assert engine.predict({"user": "漏水 299号"})["intent_rule"] == "r9"
     assert engine.predict({"user": "299号"})["intent_rule"] is None
+
+
+def test_threads_split_a_batch_without_changing_any_result(engine):
+    """Each thread normalises, scans and evaluates its own row slice (deferred predicates too);
+    the outputs and the match matrix equal one thread's."""
+    users = ["ＡＢＣ漏水了", "排水", None, "渗水，排水？", "好用", "漏水\u3000了吗"] * 700
+    ocr = [None, "退款 金额", "退款详情页", "", "物流", "退款详情"] * 700
+    t = table(user=users, agent=[None] * 4200, ocr=ocr, model_label=[None] * 4200,
+              model_score=[0.1, 0.5] * 2100, turns=[1, 2, 3] * 1400)
+    single = engine.score(t)
+    for threads in (2, 3, 7):
+        assert engine.score(t, threads=threads).equals(single)
+        assert (engine.matches(t, threads=threads) == engine.matches(t)).all()
+    assert single.column("intent_rule").to_pylist()[:4] == ["leak", "drain", "unsure", "drain"]
