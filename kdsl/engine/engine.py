@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from kdsl.engine import reference
 from kdsl.engine.compiler import Plan, compile_rules
 from kdsl.engine.kernel import evaluate_rows
 from kdsl.engine.matcher import AtomMatcher
-from kdsl.engine.normalize import normalize_array
+from kdsl.engine.normalize import normalize_array, normalize_one
 from kdsl.errors import InputError  # the input table does not fit the rules (a missing column, a wrong type)
 from kdsl.record import MODEL_LABEL, TASK
 
@@ -34,6 +33,8 @@ BATCH_ROWS = 65536  # rows normalised and scanned together: buffers stay small a
 CALIBRATION_ROWS = 4096  # rows whose atom hit rates choose the rule triggers
 _NO_ROWS = np.zeros((0, 0), dtype=np.uint8)
 _ROW_ZERO = np.zeros(1, dtype=np.int64)
+_NO_NUMBERS = np.zeros((0, 1), dtype=np.float64)  # predict() for rules without number columns
+_NO_STRINGS = np.zeros((0, 1), dtype=np.int64)
 
 
 class Engine:
@@ -44,6 +45,7 @@ class Engine:
         self.plan: Plan = compile_rules(rules)
         self._string_codes = [{lit: j for j, lit in enumerate(lits)} for lits in self.plan.string_literals]
         self._target_index = {t: j for j, t in enumerate(self.plan.targets)}
+        self._output_keys = [(t, f"{t}_rule", f"{t}_source") for t in self.plan.targets]
         self._calibrated = False
         self._one_record_kernel = None
         self._calibration_lock = threading.Lock()
@@ -252,46 +254,52 @@ class Engine:
         {'intent': '反馈密封性不好', 'intent_rule': 'leak_feedback', 'intent_source': 'rule'}
         """
         plan = self.plan
-        normalized = [normalize_text(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
+        normalized = [normalize_one(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
+        encoded = [t.encode() for t in normalized]
         # One buffer for all fields: field f of the single row is blob[bounds[f]:bounds[f + 1]].
-        blob = np.frombuffer("".join(normalized).encode(), dtype=np.uint8)
-        bounds = np.array(list(itertools.accumulate((len(t.encode()) for t in normalized), initial=0)), np.int64)
+        blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        ends = [0]
+        for text in encoded:
+            ends.append(ends[-1] + len(text))
+        bounds = np.array(ends, np.int64)
         bounds.flags.writeable = False  # the kernel's signature takes read-only text buffers
-        lengths = dict(zip(plan.text_fields, map(len, normalized)))
 
         def number(name, source):
             if source != "len":
                 return record.get(name)
-            return lengths[name] if name in lengths else len(normalize_text(record.get(name)))
+            if name in plan.text_fields:
+                return len(normalized[plan.text_fields.index(name)])
+            return len(normalize_text(record.get(name)))
 
         numbers = np.array([_number(number(*column)) for column in plan.number_columns],
-                           dtype=np.float64).reshape(-1, 1)
+                           dtype=np.float64).reshape(-1, 1) if plan.number_columns else _NO_NUMBERS
         strings = np.array([-1 if record.get(name) is None else
                             self._string_codes[slot].get(record.get(name), len(plan.string_literals[slot]))
-                            for slot, name in enumerate(plan.string_columns)], dtype=np.int64).reshape(-1, 1)
-        has_task = "task" in record
-        row_target = np.array([self._target_index.get(record["task"], -2) if has_task else -1], dtype=np.int64)
+                            for slot, name in enumerate(plan.string_columns)],
+                           dtype=np.int64).reshape(-1, 1) if plan.string_columns else _NO_STRINGS
+        has_task = TASK in record
+        row_target = np.array([self._target_index.get(record[TASK], -2) if has_task else -1], dtype=np.int64)
         winners = np.full((1, max(len(plan.targets), 1)), -1, dtype=np.int32)
         pending = np.zeros(1, dtype=np.uint8)
-        n = len(plan.text_fields)
         inputs = plan.kernel_inputs
-        texts = (inputs.tables, tuple(bounds[f : f + 2] for f in range(n)), (blob,) * n, inputs.scan_maps)
-        columns = (numbers, strings, row_target)
-        args = [_ROW_ZERO, texts, inputs.program, columns, _NO_ROWS, winners, pending, _NO_ROWS]
+        texts = (inputs.tables, tuple(bounds[f : f + 2] for f in range(len(encoded))), (blob,) * len(encoded),
+                 inputs.scan_maps)
+        args = [_ROW_ZERO, texts, inputs.program, (numbers, strings, row_target), _NO_ROWS, winners, pending,
+                _NO_ROWS]
         self._run_one(args)
         if pending[0]:
             args[4] = self._resolve([record])
             self._run_one(args)
         model_label = record.get(MODEL_LABEL)
         result = {}
-        for t, target in enumerate(plan.targets):
-            rule = plan.rules[winners[0, t]] if winners[0, t] >= 0 else None
-            feed = model_label if (not has_task or record["task"] == target) else None
-            if rule is not None:
-                result.update({target: rule.label, f"{target}_rule": rule.name, f"{target}_source": "rule"})
+        for (target, rule_key, source_key), won in zip(self._output_keys, winners[0].tolist()):
+            if won >= 0:
+                rule = plan.rules[won]
+                result[target], result[rule_key], result[source_key] = rule.label, rule.name, "rule"
             else:
-                result.update({target: feed, f"{target}_rule": None,
-                               f"{target}_source": "model" if feed is not None else None})
+                feed = model_label if (not has_task or record[TASK] == target) else None
+                result[target], result[rule_key] = feed, None
+                result[source_key] = "model" if feed is not None else None
         return result
 
     def _run_one(self, args) -> None:

@@ -46,7 +46,7 @@ from numba.extending import intrinsic
 
 from kdsl.dsl.text import normalize_text  # the definition; this module applies it to columns
 
-__all__ = ["normalize_array", "normalize_text"]
+__all__ = ["normalize_array", "normalize_one", "normalize_text"]
 
 _CODE_POINT_LIMIT = 0x110000
 # The kernel maps malformed UTF-8 to this index; its table entry is _COMPLEX.
@@ -571,6 +571,31 @@ def _grown(buffer: np.ndarray, used: int, needed: int = 0) -> np.ndarray:
     bigger = np.empty(max(2 * buffer.shape[0], needed, 1024), dtype=np.uint8)
     bigger[:used] = buffer[:used]
     return bigger
+
+
+# The full-width forms U+FF01..U+FF5E and U+3000 are starters whose compatibility decomposition
+# is one ASCII character, so replacing any of them by it leaves the text's NFKD, hence its NFKC,
+# unchanged. These are the ones Chinese customer-service text is full of (bench/engine.py NOISE).
+_COMMON_FULLWIDTH = tuple((c, unicodedata.normalize("NFKC", c)) for c in "，？！：（）\u3000")
+
+
+def normalize_one(text: str | None) -> str:
+    """:func:`normalize_text` of one value, faster on Chinese text (what ``Engine.predict`` uses).
+
+    CPython's NFKC returns at once when its quick check passes, but one full-width comma fails
+    it and costs a full decomposition and recomposition (~15 µs for 80 characters). The common
+    full-width forms are replaced first, exactly (see _COMMON_FULLWIDTH), so that the quick
+    check usually passes; any other character still gets the full NFKC.
+
+    >>> normalize_one("请问ＶＩＰ会员？\u3000可以吗！")
+    '请问vip会员? 可以吗!'
+    """
+    if text is None:
+        return ""
+    if not text.isascii():
+        for fullwidth, ascii_char in _COMMON_FULLWIDTH:
+            text = text.replace(fullwidth, ascii_char)
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 def normalize_array(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kdsl.engine.normalize import _classify_code_points, normalize_array, normalize_text
+from kdsl.engine.normalize import _classify_code_points, normalize_array, normalize_one, normalize_text
 
 
 def expected(values):
@@ -205,3 +205,25 @@ def test_a_null_slot_with_bytes_behind_it_is_still_empty():
     validity = pa.py_buffer(bytes([0b01]))
     column = pa.StringArray.from_buffers(2, offsets, data, validity, null_count=1)
     assert normalize_array(column).to_pylist() == ["abc", ""]
+
+
+@fast
+@given(st.one_of(st.none(), texts))
+def test_normalize_one_matches_reference(text):
+    """The single-value path (full-width forms and U+3000 mapped before NFKC) is exact."""
+    assert normalize_one(text) == normalize_text(text)
+
+
+@pytest.mark.parametrize("cp", [0xFF00, 0xFF01, 0xFF5E, 0xFF5F, 0x3000, 0x2FFF, 0x3001])
+@pytest.mark.parametrize("context", ["{}", "a{}\u0301", "{}\u0301", "\u1100{}\u1161", "Ａ{}ｶﾞ"])
+def test_normalize_one_at_the_fullwidth_block_edges(cp, context):
+    text = context.format(chr(cp))
+    assert normalize_one(text) == normalize_text(text)
+
+
+def test_the_characters_normalize_one_replaces_are_single_ascii_starters():
+    from kdsl.engine.normalize import _COMMON_FULLWIDTH
+
+    for fullwidth, ascii_char in _COMMON_FULLWIDTH:
+        assert ord(fullwidth) == 0x3000 or 0xFF01 <= ord(fullwidth) <= 0xFF5E
+        assert len(ascii_char) == 1 and ascii_char.isascii() and unicodedata.combining(fullwidth) == 0
