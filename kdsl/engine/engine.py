@@ -130,10 +130,22 @@ class Engine:
     def _score_batch(self, batch: pa.RecordBatch, threads: int = 1) -> pa.RecordBatch:
         self.check_input(batch.schema)
         schema = self.output_schema(batch.schema)
-        n = batch.num_rows
-        winners, _ = self._evaluate(batch, threads)
-        outputs = self._output_columns(winners, batch)
+        def score_slice(part):
+            return self._output_columns(self._evaluate_slice(part, collect=False)[0], part)
+
+        parts = self._in_slices(batch, threads, score_slice)
+        outputs = parts[0] if len(parts) == 1 else [pa.concat_arrays(list(column)) for column in zip(*parts)]
         return pa.RecordBatch.from_arrays(list(batch.columns) + outputs, schema=schema)
+
+    @staticmethod
+    def _in_slices(batch: pa.RecordBatch, threads: int, work) -> list:
+        """``work`` applied to one row slice of ``batch`` per thread, in row order."""
+        n = batch.num_rows
+        if threads <= 1 or n < 2:
+            return [work(batch)]
+        bounds = np.linspace(0, n, min(threads, n) + 1).astype(np.int64).tolist()
+        with ThreadPoolExecutor(len(bounds) - 1, thread_name_prefix="kdsl-score") as pool:
+            return list(pool.map(lambda lo, hi: work(batch.slice(lo, hi - lo)), bounds[:-1], bounds[1:]))
 
     def matches(self, table: pa.Table | pa.RecordBatch, threads: int = 1) -> np.ndarray:
         """A boolean matrix: [row, i] is True when ``self.plan.rules[i]`` holds for the row
@@ -150,15 +162,11 @@ class Engine:
 
         With ``threads`` > 1 the batch is cut into one row slice per thread, and each slice is
         normalised, scanned and evaluated on its own thread (every numba kernel releases the
-        GIL), so only the Arrow output columns stay serial. A row's result depends on that row
+        GIL); ``score`` builds each slice's output columns there too. A row's result depends on that row
         alone, hence is the same for any number of threads."""
-        n = batch.num_rows
-        if threads <= 1 or n < 2:
-            return self._evaluate_slice(batch, collect)
-        bounds = np.linspace(0, n, min(threads, n) + 1).astype(np.int64).tolist()
-        with ThreadPoolExecutor(len(bounds) - 1, thread_name_prefix="kdsl-score") as pool:
-            parts = list(pool.map(lambda lo, hi: self._evaluate_slice(batch.slice(lo, hi - lo), collect),
-                                  bounds[:-1], bounds[1:]))
+        parts = self._in_slices(batch, threads, lambda part: self._evaluate_slice(part, collect))
+        if len(parts) == 1:
+            return parts[0]
         winners = np.concatenate([w for w, _ in parts])
         return winners, (np.concatenate([f for _, f in parts]) if collect else None)
 
