@@ -649,26 +649,29 @@ def check_kdsl_outputs(out: pa.Table, winner: np.ndarray, rules: list[Rule]) -> 
 
 
 def best_of(repeat: int, run) -> tuple[float, float, object]:
-    """(wall s, CPU s, result) of the fastest of `repeat` runs."""
-    runs = []
+    """(least wall s, least CPU s, result) over `repeat` runs: under load the two minima can
+    come from different runs."""
+    walls, cpus = [], []
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()
         result = run()
-        runs.append((time.perf_counter() - t0, time.process_time() - c0, result))
-    return min(runs, key=lambda r: r[0])
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return min(walls), min(cpus), result
 
 
 def kdsl_stages(engine, table: pa.Table, repeat: int) -> dict:
-    """Seconds of the engine's two text stages alone over the whole table, one thread: the
-    normaliser, and the matcher scanning for the trigger atoms (what the kernel scans)."""
+    """CPU seconds of the engine's two text stages alone over the whole table, one thread: the
+    normaliser, and the matcher scanning for the trigger atoms (what the kernel scans). CPU
+    time, since on a loaded machine wall time measures the other jobs as much as this one."""
     from kdsl.engine.matcher import AtomMatcher
     from kdsl.engine.normalize import normalize_array
     plan = engine.plan
     columns = [table[f].combine_chunks() for f in plan.text_fields]
-    normalize_s, _, normalized = best_of(repeat, lambda: [normalize_array(c) for c in columns])
+    _, normalize_s, normalized = best_of(repeat, lambda: [normalize_array(c) for c in columns])
     inputs = plan.kernel_inputs
     matchers = [AtomMatcher(tables, len(ids)) for tables, ids in zip(inputs.tables, inputs.scan_maps)]
-    scan_s, _, _ = best_of(repeat, lambda: [m.scan_column(c) for m, c in zip(matchers, normalized)])
+    _, scan_s, _ = best_of(repeat, lambda: [m.scan_column(c) for m, c in zip(matchers, normalized)])
     return {"normalize_s": normalize_s, "scan_s": scan_s,
             "normalized_mb": sum(c.buffers()[2].size for c in normalized) / 1e6}
 
@@ -746,7 +749,7 @@ def peer_normalization(raw: Data, clean: Data, repeat: int) -> dict:
     columns (the fastest vectorised normaliser among them; lower case equals case folding on
     this text, which is checked), and how many rows normalisation changes per field."""
     columns = [raw.column(f) for f in TEXT_FIELDS]
-    seconds, _, normalized = best_of(repeat, lambda: [
+    seconds, cpu, normalized = best_of(repeat, lambda: [
         pc.utf8_lower(pc.utf8_normalize(c, "NFKC")) for c in columns])
     for f, column in zip(TEXT_FIELDS, normalized):
         if not column.equals(clean.column(f)):
@@ -754,7 +757,7 @@ def peer_normalization(raw: Data, clean: Data, repeat: int) -> dict:
     changed = {f: float(pc.mean(pc.cast(pc.invert(pc.equal(raw.column(f), clean.column(f))),
                                         pa.float64())).as_py() or 0)
                for f in TEXT_FIELDS}
-    return {"normalize_s": seconds, "changed": changed}
+    return {"normalize_s": seconds, "normalize_cpu": cpu, "changed": changed}
 
 
 # --------------------------------------------------------------------------------------- floors
@@ -769,9 +772,9 @@ def text_bytes(data: Data) -> dict[str, int]:
 def floors(log_path: Path, data: Data) -> dict:
     decode = []
     for _ in range(3):  # the first read also warms the page cache
-        t0 = time.perf_counter()
-        pq.read_table(log_path, columns=list(TEXT_FIELDS))
-        decode.append(time.perf_counter() - t0)
+        t0, c0 = time.perf_counter(), time.process_time()
+        pq.read_table(log_path, columns=list(TEXT_FIELDS), use_threads=False)
+        decode.append((time.perf_counter() - t0, time.process_time() - c0))
     one_pass = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -779,7 +782,8 @@ def floors(log_path: Path, data: Data) -> dict:
             col = data.column(f)
             np.count_nonzero(np.frombuffer(col.buffers()[2], np.uint8) == 10)
         one_pass.append(time.perf_counter() - t0)
-    return {"parquet_decode_s": min(decode[1:]), "one_pass_s": min(one_pass)}
+    wall, cpu = min(decode[1:])
+    return {"parquet_decode_s": wall, "parquet_decode_cpu": cpu, "one_pass_s": min(one_pass)}
 
 
 # -------------------------------------------------------------------------------------- running
@@ -806,7 +810,7 @@ def run_peer(name: str, data: Data, plan: Plan, rules: list[Rule], args) -> dict
                 t0, c0 = time.perf_counter(), time.process_time()
                 winner = evaluate()
                 runs.append((time.perf_counter() - t0, time.process_time() - c0))
-            total, cpu = min(runs)
+            total, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
             return {"s": total, "cpu": cpu, "winner": winner}
         match = setup(data, plan, rules)
         runs = []
@@ -816,7 +820,7 @@ def run_peer(name: str, data: Data, plan: Plan, rules: list[Rule], args) -> dict
             t1 = time.perf_counter()
             winner = first_matching_rule(plan, hits, data.n, data.label_codes, data.scores)
             runs.append((time.perf_counter() - t0, t1 - t0, time.process_time() - c0))
-        total, scan, cpu = min(runs)
+        (total, scan, _), cpu = min(runs), min(r[2] for r in runs)
         return {"s": total, "scan": scan, "eval": total - scan, "cpu": cpu, "winner": winner,
                 "hits": hits}
     except TimeoutError as e:
@@ -969,23 +973,31 @@ def render(args, paths: dict[str, Path], data: Data, raw: Data, counts: list[int
                 row("kdsl, pre-normalised", each(lambda n: k(n, "normalized")["score_cpu"]))]
     md_ += [row(p, (f"{results[n][p]['cpu']:.3g}" if "cpu" in results[n].get(p, {}) else "–"
                     for n in counts)) for p in args.peers]
+    md_.append(row("pyarrow NFKC + lower of the raw text (what a peer adds on raw text)",
+                   (f"{normalization['normalize_cpu']:.3g}" for n in counts)))
     if kdsl:
-        md_.append(row("kdsl speed-up over the fastest peer, CPU time, pre-normalised",
-                       each(lambda n: fastest_cpu[n][0] / k(n, "normalized")["score_cpu"], "{:.1f}×")))
+        norm_cpu = normalization["normalize_cpu"]
+        md_ += [row("**kdsl speed-up over the fastest peer, CPU time, raw text**",
+                    each(lambda n: (fastest_cpu[n][0] + norm_cpu) / k(n)["score_cpu"], "**{:.1f}×**")),
+                row("kdsl speed-up over the fastest peer, CPU time, pre-normalised",
+                    each(lambda n: fastest_cpu[n][0] / k(n, "normalized")["score_cpu"], "{:.1f}×")),
+                row(f"**all-in speed-up, CPU time, raw text** (Parquet read {floor['parquet_decode_cpu']:.2f} s)",
+                    each(lambda n: (floor["parquet_decode_cpu"] + norm_cpu + fastest_cpu[n][0])
+                         / (floor["parquet_decode_cpu"] + k(n)["score_cpu"]), "**{:.1f}×**"))]
     md_ += ["", "## kdsl", ""]
     if not kdsl:
         md_.append(f"Not measured: {kdsl_why}.")
     else:
         md_ += head + [row(label, each(get, "{}")) for label, get in [
-            ("normaliser alone, raw text: s (MB/s per core)",
+            ("normaliser alone, raw text: CPU s (MB/s per core)",
              lambda n: f"{k(n)['normalize_s']:.3f} ({raw_mb / k(n)['normalize_s']:.0f})"),
-            ("normaliser alone, pre-normalised text (verify + share): s (MB/s)",
+            ("normaliser alone, pre-normalised text (verify + share): CPU s (MB/s)",
              lambda n: f"{k(n, 'normalized')['normalize_s']:.3f} "
                        f"({mb / k(n, 'normalized')['normalize_s']:.0f})"),
-            ("trigger-atom scan alone (`AtomMatcher`): s (MB/s per core)",
+            ("trigger-atom scan alone (`AtomMatcher`): CPU s (MB/s per core)",
              lambda n: f"{k(n)['scan_s']:.3f} ({k(n)['normalized_mb'] / k(n)['scan_s']:.0f})"),
-            ("whole `Engine.score`, raw text: MB/s per core",
-             lambda n: f"{raw_mb / k(n)['score_s']:.0f}"),
+            ("whole `Engine.score`, raw text: MB/s per core (CPU time)",
+             lambda n: f"{raw_mb / k(n)['score_cpu']:.0f}"),
             ("`Engine.score(threads=2)`, raw text: s (speed-up over 1 thread)",
              lambda n: f"{k(n)['score2_s']:.3g} ({k(n)['score_s'] / k(n)['score2_s']:.2f}×)"),
             ("fresh process, warm numba cache: `load()`; `load()` + first `score()` of 1,000 "
@@ -1020,12 +1032,18 @@ def render(args, paths: dict[str, Path], data: Data, raw: Data, counts: list[int
                 return None
         allin = {n: (read_s + norm_s + fastest[n][0]) / (read_s + k(n)["score_s"])
                  for n in counts if fastest[n]}
+        norm_cpu, read_cpu = normalization["normalize_cpu"], floor["parquet_decode_cpu"]
+        allin_cpu = {n: (read_cpu + norm_cpu + fastest_cpu[n][0]) / (read_cpu + k(n)["score_cpu"])
+                     for n in counts if fastest_cpu[n]}
         checks = [  # (target, measured, met?, format)
-            ("all-in (Parquet read + scoring) ≥ 3× the fastest peer at 100 rules, raw text",
+            ("all-in (Parquet read + scoring) ≥ 3× the fastest peer at 100 rules, raw text, wall",
              allin.get(100), lambda v: v >= 3, "{:.1f}×"),
-            ("all-in ≥ 5× the fastest peer at 1,000 rules", allin.get(1000), lambda v: v >= 5, "{:.1f}×"),
-            ("all-in ≥ 10× the fastest peer at 5,000 rules", allin.get(5000), lambda v: v >= 10, "{:.1f}×"),
-            ("scan ≥ 1 GB/s per core (aim), 1,000 rules",
+            ("same, CPU time", allin_cpu.get(100), lambda v: v >= 3, "{:.1f}×"),
+            ("all-in ≥ 5× the fastest peer at 1,000 rules, wall", allin.get(1000), lambda v: v >= 5, "{:.1f}×"),
+            ("same, CPU time", allin_cpu.get(1000), lambda v: v >= 5, "{:.1f}×"),
+            ("all-in ≥ 10× the fastest peer at 5,000 rules, wall", allin.get(5000), lambda v: v >= 10, "{:.1f}×"),
+            ("same, CPU time", allin_cpu.get(5000), lambda v: v >= 10, "{:.1f}×"),
+            ("scan ≥ 1 GB/s per core (aim), 1,000 rules (CPU time)",
              at(1000, lambda r: r["normalized_mb"] / r["scan_s"] / 1000), lambda v: v >= 1, "{:.2f} GB/s"),
             ("2 threads ≥ 1.8× one thread (`Engine.score`, 1,000 rules)",
              at(1000, lambda r: r["score_s"] / r["score2_s"]), lambda v: v >= 1.8, "{:.2f}×"),
