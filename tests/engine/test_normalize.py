@@ -227,3 +227,30 @@ def test_the_characters_normalize_one_replaces_are_single_ascii_starters():
     for fullwidth, ascii_char in _COMMON_FULLWIDTH:
         assert ord(fullwidth) == 0x3000 or 0xFF01 <= ord(fullwidth) <= 0xFF5E
         assert len(ascii_char) == 1 and ascii_char.isascii() and unicodedata.combining(fullwidth) == 0
+
+
+# The vector prefix (64 bytes at a time) stops at the first byte that is not ASCII or part of a
+# U+4000..U+9FFF ideograph; these place such bytes, and ideographs, across the window's edges.
+EDGE_CHARS = ["\u3fff", "\u4000", "\u9fff", "\ua000", "\u3001", "，", "\u3000", "A", "Z", "@", "[",
+              "😀", "é", "e\u0301", "\u1100\u1161", "水", "ａ"]
+
+
+@pytest.mark.parametrize("prefix_bytes", [0, 1, 2, 61, 62, 63, 64, 65, 125, 126, 127, 128])
+def test_vector_prefix_edges(prefix_bytes):
+    ideographs, ascii_tail = divmod(prefix_bytes, 3)
+    lead = "漏" * ideographs + "x" * ascii_tail  # exactly prefix_bytes of plain text
+    values = [lead + c + "水Ab" * 30 for c in EDGE_CHARS] + [lead + c for c in EDGE_CHARS]
+    values.append("洗" * 100)  # a long last row, so every row above is followed by 64+ bytes
+    check(pa.array(values), values)
+    check(pa.array(values[:-1]), values[:-1])  # and without it: the buffer-end path
+
+
+@pytest.mark.parametrize("position", [0, 1, 62, 63, 64, 100])
+def test_malformed_bytes_inside_a_plain_run_fail(position):
+    good = ("漏水ab" * 40).encode()
+    for bad in (b"\xe4\x41", b"\x80", b"\xe4\xb8", b"\xed\xa0\x80"):  # cut, stray, short, surrogate
+        data = good[:position] + bad + good[position:]
+        offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int32))
+        arr = pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data + b"x" * 64))
+        with pytest.raises(UnicodeDecodeError):
+            normalize_array(arr)
