@@ -19,7 +19,7 @@ files plus its config section, stored per step in ``OUTPUT/.steps.json``, and it
     max_predicates = 5
     min_reward = 0.8
     [model]
-    adapter = "baseline"          # or "qwen2vl" with base = "path/to/Qwen2-VL-7B-Instruct"
+    adapter = "baseline"          # or "qwen2vl" with base = "path/to/Qwen2-VL-7B-Instruct" (its model option)
     epochs = 25
     seed = 0
     options = {}                  # passed to the adapter's training (e.g. learning_rate = 5e-6)
@@ -42,7 +42,6 @@ from kdsl.record import MINING_COLUMNS, SCORE_OF_TASK, TASKS, TEXT_FIELDS
 
 STEPS_FILE = ".steps.json"
 VARIANTS = ("noflip", "flip")  # model trained without / with horizontal-flip augmentation
-ADAPTERS = ("baseline", "qwen2vl")
 PROPOSERS = ("ngram", "llm")
 
 # section -> {key: (types, default)}
@@ -53,11 +52,20 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "mining": {"tasks": ((list,), ["intent"]), "proposer": ((str,), "ngram"), "llm_model": ((str,), None),
                "seed": ((int,), 0), "max_predicates": ((int,), 5), "min_reward": ((int, float), 0.8),
                "select_folds": ((int,), 3)},
-    "model": {"adapter": ((str,), "baseline"), "base": ((str,), None), "epochs": ((int,), 25),
-              "seed": ((int,), 0), "options": ((dict,), {})},
+    "model": {"adapter": ((str,), "baseline"), "epochs": ((int,), 25), "seed": ((int,), 0),
+              "options": ((dict,), {})},  # + the adapters' own keys (Option.config_key), see _schema
     "seesaw": {"seeds": ((list,), [0, 1, 2]), "epochs": ((int,), None)},
 }
 TOP_LEVEL = {"output"} | set(SCHEMA)
+
+
+def _schema() -> dict[str, dict[str, tuple]]:
+    """``SCHEMA`` with the ``[model]`` keys the adapters declare (e.g. qwen2vl's ``base``)."""
+    from kdsl.adapters import adapter_classes
+
+    keyed = {option.config_key: ((str,), None) for cls in adapter_classes() for option in cls.options
+             if option.config_key}
+    return {**SCHEMA, "model": {**SCHEMA["model"], **keyed}}
 
 
 class PipelineError(ConfigError):
@@ -88,7 +96,7 @@ def load_config(path) -> dict:
         raise PipelineError(f"{path}: 'output' must be a string")
     base = path.parent
     config: dict = {"output": str((base / raw["output"]).resolve())}
-    for section, keys in SCHEMA.items():
+    for section, keys in _schema().items():
         given = raw.get(section, {})
         if not isinstance(given, dict):
             raise PipelineError(f"{path}: [{section}] must be a table")
@@ -142,14 +150,20 @@ def _check_values(config: dict, path: Path) -> None:
         fail("[mining] min_reward must be between 0 and 1")
     if mining["select_folds"] != 0 and mining["select_folds"] < 2:
         fail("[mining] select_folds must be 0 (keep every task's rules) or at least 2")
-    if model["adapter"] not in ADAPTERS:
-        fail(f"[model] adapter must be one of {', '.join(ADAPTERS)}, not {model['adapter']!r}")
-    if (model["adapter"] == "qwen2vl") != (model["base"] is not None):
-        fail("[model] base (a local Qwen2-VL folder) goes with adapter = \"qwen2vl\", and only with it")
-    if model["base"] is not None:
-        model["base"] = str((base / model["base"]).resolve())
-        if not Path(model["base"]).is_dir():
-            fail(f"[model] base: no such folder {model['base']}")
+    from kdsl.adapters import adapter_classes
+
+    learning = [cls for cls in adapter_classes() if cls.learns]  # a precomputed model has nothing to train
+    if model["adapter"] not in [cls.name for cls in learning]:
+        fail(f"[model] adapter must be one of {', '.join(cls.name for cls in learning)}, not {model['adapter']!r}")
+    for cls in learning:
+        for option in (o for o in cls.options if o.config_key):
+            key = option.config_key
+            if (model["adapter"] == cls.name and option.required) != (model[key] is not None):
+                fail(f"[model] {key} ({option.help}) goes with adapter = \"{cls.name}\", and only with it")
+            if model[key] is not None and option.kind == "dir":
+                model[key] = str((base / model[key]).resolve())
+                if not Path(model[key]).is_dir():
+                    fail(f"[model] {key}: no such folder {model[key]}")
     if model["epochs"] < 1:
         fail("[model] epochs must be at least 1")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seesaw["seeds"]):
@@ -381,17 +395,16 @@ def _llm_proposer(mining: dict, task: str):
 
 
 def _train(train: Path, model: Path, settings: dict, log: Callable[[str], None]) -> None:
-    from kdsl.adapters import adapter_class
+    import kdsl.adapters
 
-    if settings["adapter"] == "qwen2vl":  # flips each image with a probability while it trains
-        extra = {"model": settings["base"], "flip_probability": 0.5 if settings["flip"] else 0.0}
-    else:
-        extra = {"flip": settings["flip"]}
+    cls = kdsl.adapters.adapter_class(settings["adapter"])
+    keyed = {option.name: settings[option.config_key] for option in cls.options
+             if option.config_key and settings[option.config_key] is not None}
+    options = {"epochs": settings["epochs"], "seed": settings["seed"], **cls.flip_options(settings["flip"]),
+               **keyed, **settings["options"]}
     table = read_parquet(train)
     with context("[model]"):
-        adapter = adapter_class(settings["adapter"]).train(
-            table, images=settings["images"], log=log, epochs=settings["epochs"],
-            seed=settings["seed"], **extra, **settings["options"])
+        adapter = kdsl.adapters.train(settings["adapter"], table, images=settings["images"], log=log, **options)
     adapter.save(model)
 
 
