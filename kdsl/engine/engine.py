@@ -35,6 +35,7 @@ _NO_ROWS = np.zeros((0, 0), dtype=np.uint8)
 _ROW_ZERO = np.zeros(1, dtype=np.int64)
 _NO_NUMBERS = np.zeros((0, 1), dtype=np.float64)  # predict() for rules without number columns
 _NO_STRINGS = np.zeros((0, 1), dtype=np.int64)
+_EVERY_TARGET = np.full(1, -1, dtype=np.int64)  # row_target of a record without a task (read only)
 
 
 class Engine:
@@ -286,7 +287,7 @@ class Engine:
                             for slot, name in enumerate(plan.string_columns)],
                            dtype=np.int64).reshape(-1, 1) if plan.string_columns else _NO_STRINGS
         has_task = TASK in record
-        row_target = np.array([self._target_index.get(record[TASK], -2) if has_task else -1], dtype=np.int64)
+        row_target = np.array([self._target_index.get(record[TASK], -2)], dtype=np.int64) if has_task else _EVERY_TARGET
         winners = np.full((1, max(len(plan.targets), 1)), -1, dtype=np.int32)
         pending = np.zeros(1, dtype=np.uint8)
         inputs = plan.kernel_inputs
