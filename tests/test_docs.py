@@ -66,6 +66,8 @@ def test_doc_examples(path, tmp_path, monkeypatch):
     if ">>>" not in text:
         pytest.skip(f"{path.name} has no >>> examples")
     monkeypatch.chdir(tmp_path)
+    # A closing code fence ends an example's expected output, as a blank line would.
+    text = "\n".join("" if line.strip() == "```" else line for line in text.splitlines())
     test = doctest.DocTestParser().get_doctest(text, {}, path.name, str(path), 0)
     failed, attempted = run_doctests([test])
     assert attempted and failed == 0, f"{failed} example(s) in {path.name} failed"
