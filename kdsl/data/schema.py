@@ -1,4 +1,4 @@
-"""The record table of DESIGN.md as an Arrow schema."""
+"""The record table of docs/record-table.md as an Arrow schema."""
 
 import pyarrow as pa
 

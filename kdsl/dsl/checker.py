@@ -16,7 +16,7 @@ from kdsl.dsl.text import compile_regex, normalize_text
 
 LANGUAGE_VERSION = 1
 
-# The record table of DESIGN.md: column as rules name it -> kind. `text` supports matching
+# The record table of docs/record-table.md: column as rules name it -> kind. `text` supports matching
 # (has, matches, fuzzy, count, len, near); `string` and `text` compare as strings.
 BUILTIN_FIELDS = {
     "id": "string", "task": "string", "user": "text", "agent": "text", "ocr": "text",
