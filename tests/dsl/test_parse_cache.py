@@ -10,7 +10,7 @@ import pickle
 import pytest
 
 from dsl_golden import FIXTURES
-from kdsl.dsl import KdslError, cache, load_rules, parse, parse_file
+from kdsl.dsl import RuleError, cache, load_rules, parse, parse_file
 
 RULES = '''kdsl 1
 labels intent = ["漏水", "好用"]
@@ -136,7 +136,7 @@ def _golden_sources():
         source = path.read_text(encoding="utf-8")
         try:
             yield path.name, parse(source, path.name)
-        except KdslError:  # a syntax-error fixture has no tree to cache
+        except RuleError:  # a syntax-error fixture has no tree to cache
             continue
 
 
