@@ -104,3 +104,29 @@ def test_version_without_an_installed_distribution(monkeypatch):
 
     monkeypatch.setattr(metadata, "version", not_installed)
     assert kdsl._installed_version() == "0+unknown"
+
+
+def test_every_command_and_option_is_in_the_cli_reference():
+    import click
+
+    from kdsl.cli import main
+
+    reference = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = []
+
+    def walk(group, prefix, parent):
+        for name in group.list_commands(parent):
+            command = group.get_command(parent, name)
+            context = click.Context(command, info_name=name, parent=parent)
+            path = f"{prefix} {name}"
+            if f"`{path}" not in reference:
+                missing.append(path)
+            for param in command.params:
+                if isinstance(param, click.Option):
+                    missing += [f"{path} {flag}" for flag in param.opts + param.secondary_opts
+                                if flag.startswith("--") and flag != "--help" and flag not in reference]
+            if isinstance(command, click.Group):
+                walk(command, path, context)
+
+    walk(main, "kdsl", click.Context(main, info_name="kdsl"))
+    assert not missing, f"docs/cli.md does not mention: {', '.join(missing)}"
