@@ -123,8 +123,8 @@ def test_every_command_and_option_is_in_the_cli_reference():
                 missing.append(path)
             for param in command.params:
                 if isinstance(param, click.Option):
-                    missing += [f"{path} {flag}" for flag in param.opts + param.secondary_opts
-                                if flag.startswith("--") and flag != "--help" and flag not in reference]
+                    missing.extend(f"{path} {flag}" for flag in param.opts + param.secondary_opts
+                                   if flag.startswith("--") and flag != "--help" and flag not in reference)
             if isinstance(command, click.Group):
                 walk(command, path, context)
 
