@@ -1,9 +1,10 @@
 """Rule mining: labelled rows of one task in, readable ``.kdsl`` rules out (``kdsl mine``).
 
-``mine`` runs the steps in order: candidate predicates (``candidates``, or a local LLM's
-proposals, ``llm_proposer``), validation examples (``validation``), Monte Carlo tree search over
-conjunctions (``mcts``, rewards from ``bitsets``), filtering (``filtering``); ``render`` and
-``write`` turn the result into a checked, formatted rule file (``writer``). ``docs/mining.md``
+``mine`` (``miner``) runs the steps in order: candidate predicates (``candidates``, or a local
+LLM's proposals, ``llm_proposer``), validation examples (``validation``), Monte Carlo tree
+search over conjunctions (``mcts``, rewards from ``bitsets`` and ``confidence``), filtering
+(``filtering``); ``render`` and ``write`` turn the result into a checked, formatted rule file
+(``writer``). ``labelled_rows`` picks a table's labelled rows of one task. ``docs/mining.md``
 describes the method.
 
     >>> from kdsl.mining import MiningConfig, mine, render
@@ -16,7 +17,8 @@ describes the method.
 """
 
 from kdsl.mining.llm_proposer import LlmConfig, LlmProposer
-from kdsl.mining.pipeline import MiningConfig, MiningResult, mine
+from kdsl.mining.miner import MiningConfig, MiningResult, labelled_rows, mine
 from kdsl.mining.writer import render, write
 
-__all__ = ["LlmConfig", "LlmProposer", "MiningConfig", "MiningResult", "mine", "render", "write"]
+__all__ = ["LlmConfig", "LlmProposer", "MiningConfig", "MiningResult", "labelled_rows", "mine",
+           "render", "write"]
