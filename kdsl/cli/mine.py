@@ -5,9 +5,8 @@ import sys
 import click
 
 from kdsl.cli.common import main
-from kdsl.errors import InputError
+from kdsl.errors import InputError, context
 from kdsl.io import read_parquet
-from kdsl.record import LABEL, TEXT_FIELDS
 
 
 @main.command()
@@ -61,17 +60,10 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
 
 def _labelled_rows(path, task) -> list[dict]:
     """The rows of ``task`` that have a label, with their text fields."""
-    from kdsl.mining.miner import labelled_rows
+    from kdsl.mining.miner import training_rows
 
-    table = read_parquet(path)
-    if LABEL not in table.schema.names:
-        raise InputError(f"{path}: no 'label' column; mining needs labelled rows")
-    if not any(f in table.schema.names for f in TEXT_FIELDS):
-        raise InputError(f"{path}: no text column ({', '.join(TEXT_FIELDS)}) to mine")
-    rows = labelled_rows(table, task)
-    if not rows:
-        raise InputError(f"{path}: no labelled rows of task '{task}'")
-    return rows
+    with context(path):
+        return training_rows(read_parquet(path), task)
 
 
 def _progress(total):

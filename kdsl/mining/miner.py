@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from kdsl.errors import InputError
 from kdsl.mining.bitsets import predicate_bits
 from kdsl.mining.candidates import propose
 from kdsl.mining.filtering import filter_rules
@@ -135,6 +136,19 @@ def labelled_rows(table, task: str) -> list[dict]:
     """
     columns = [c for c in MINING_COLUMNS if c in table.column_names]
     return [r for r in table.select(columns).to_pylist() if r[LABEL] is not None and r.get(TASK, task) == task]
+
+
+def training_rows(table, task: str) -> list[dict]:
+    """``labelled_rows``, or an InputError when the table cannot be mined: no ``label`` column,
+    no text column, or no labelled row of ``task``."""
+    if LABEL not in table.column_names:
+        raise InputError("no 'label' column; mining needs labelled rows")
+    if not any(f in table.column_names for f in TEXT_FIELDS):
+        raise InputError(f"no text column ({', '.join(TEXT_FIELDS)}) to mine")
+    rows = labelled_rows(table, task)
+    if not rows:
+        raise InputError(f"no labelled rows of task '{task}'")
+    return rows
 
 
 def proposer(name: str, task: str, model=None, max_new_tokens: int | None = None):
