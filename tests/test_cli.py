@@ -1,4 +1,4 @@
-"""The command line: exit codes, messages, atomic outputs (DESIGN.md, "Errors")."""
+"""The command line: exit codes, messages, atomic outputs (docs/cli.md, "Exit status")."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def task_of(instruction: str) -> str:
 
 
 def to_record(sample: dict) -> dict:
-    """One challenge sample -> one row of the record table (DESIGN.md).
+    """One challenge sample -> one row of the record table (docs/record-table.md).
 
     Raises FormatError, naming what is wrong, for a sample that cannot be read.
     """

@@ -1,9 +1,14 @@
 """The kdsl engine: compile rules once, then score Arrow tables or single records.
 
     >>> import kdsl.engine
-    >>> engine = kdsl.engine.load("rules/")                 # doctest: +SKIP
-    >>> engine.score(table)                                 # doctest: +SKIP
-    >>> engine.predict({"user": "洗衣机漏水", "model_label": "是否好用"})   # doctest: +SKIP
+    >>> import pyarrow as pa
+    >>> engine = kdsl.engine.loads('rule leak: intent = "反馈密封性不好" when user has "漏水"')
+    >>> engine.predict({"user": "洗衣机漏水", "model_label": "是否好用"})
+    {'intent': '反馈密封性不好', 'intent_rule': 'leak', 'intent_source': 'rule'}
+    >>> engine.score(pa.table({"user": ["一直漏水", "好用吗"]})).column("intent_source").to_pylist()
+    ['rule', None]
+
+``load(path)`` does the same for a file, a directory of them, or a list of paths.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""``kdsl demo``: the pipeline on the bundled sample, ending with the ablation table; the README
-tutorial's loop (edit a mined rule, check, rerun) works on its output."""
+"""``kdsl demo``: the pipeline on the bundled sample, ending with the ablation table; the tutorial's
+(docs/tutorial.md) loop (edit a mined rule, check, rerun) works on its output."""
 
 import json
 
