@@ -109,16 +109,24 @@ def _select(schema, names):
 @click.argument("input_path", metavar="INPUT.parquet", type=click.Path())
 @click.option("-r", "--rules", "rule_paths", multiple=True, required=True, type=click.Path())
 @click.option("--id", "row_id", required=True, help="The id of the row to explain.")
+@click.option("--why-not", "why_not", is_flag=True,
+              help="Explain the rules of the row's label (or --rule) that do not match it.")
+@click.option("--rule", "rule_name", default=None, help="With --why-not: explain this rule only.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def explain(input_path, rule_paths, row_id, as_json):
-    """Show every rule that matches one row, the deciding rule first, with matched literals."""
+def explain(input_path, rule_paths, row_id, why_not, rule_name, as_json):
+    """Show every rule that matches one row, the deciding rule first, with matched literals;
+    with --why-not, why the rules of its label do not match and the edit that would fix each."""
     import pyarrow.compute as pc
 
+    from kdsl.errors import KdslError
+
+    if rule_name is not None and not why_not:
+        raise InputProblem("--rule: only with --why-not")
     engine = load_engine(rule_paths)
     source = read_parquet(input_path)
     if "id" not in source.schema_arrow.names:
         raise InputProblem(f"{input_path}: no 'id' column")
-    columns = [c for c in source.schema_arrow.names if c in engine.fields or c == "id"]
+    columns = [c for c in source.schema_arrow.names if c in engine.fields or c in ("id", "label")]
     record = None
     for batch in source.iter_batches(columns=columns):
         found = batch.filter(pc.equal(batch.column("id"), row_id))
@@ -127,6 +135,17 @@ def explain(input_path, rule_paths, row_id, as_json):
             break
     if record is None:
         raise InputProblem(f"{input_path}: no row with id {row_id!r}")
+    if why_not:
+        try:
+            misses = engine.explain(record, why_not=True, rule=rule_name)
+        except KdslError as error:
+            raise InputProblem(f"{input_path}: row {row_id!r}: {error}") from None
+        if as_json:
+            click.echo(json.dumps({"id": row_id, "label": record.get("label"), "why_not": misses},
+                                  ensure_ascii=False, indent=2))
+            return
+        _echo_misses(record, rule_name, misses)
+        return
     matches = engine.explain(record)
     outputs = engine.predict(record)
     if as_json:
@@ -143,26 +162,56 @@ def explain(input_path, rule_paths, row_id, as_json):
             click.echo(f"      {hit['field']}[{hit['start']}:{hit['end']}] {hit['literal']!r}")
 
 
+def _echo_misses(record, rule_name, misses):
+    subject = f"rule {rule_name}" if rule_name else f"rules of label {record.get('label')!r}"
+    if not misses:
+        click.echo(f"every {subject} matches this row" if not rule_name else f"{subject} matches this row")
+        return
+    for miss in misses:
+        click.echo(f"{miss['rule']} -> {miss['target']} = {miss['label']}  ({miss['location']})")
+        click.echo(f"  first failed term: {miss['term']}  ({miss['term_location']})")
+        click.echo(f"  found: {miss['found']}")
+        click.echo(f"  edit:  {miss['edit']}")
+        verdict = "fires" if miss["fires_after_edit"] else "still does not fire"
+        click.echo(f"  after the edit{'s' if miss['failed_terms'] > 1 else ''} ({verdict}): {miss['condition_after_edit']}")
+
+
 @main.command()
 @click.argument("rule_paths", metavar="RULES", nargs=-1, required=True, type=click.Path())
 @click.option("-d", "--data", required=True, type=click.Path(), help="Labelled Parquet data.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def stats(rule_paths, data, as_json):
-    """Per rule: coverage, precision against `label`, overlaps and conflicts, rows decided."""
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (rules, matrix, errors, noise).")
+@click.option("--errors", default=0, show_default=True, type=click.IntRange(0),
+              help="Show up to N wrong rows per rule.")
+@click.option("--plot", type=click.Path(), default=None, help="Write the rule x rule overlap heatmap (PNG).")
+@click.option("--noise-rules", default=2, show_default=True, type=click.IntRange(1),
+              help="Label-noise candidates: rows where at least this many precise rules agree.")
+@click.option("--noise-precision", default=0.9, show_default=True, type=click.FloatRange(0, 1),
+              help="The precision a rule needs to count as precise.")
+def stats(rule_paths, data, as_json, errors, plot, noise_rules, noise_precision):
+    """The rule base on labelled data: per rule coverage, precision, overlaps, conflicts and rows
+    decided; the rule x rule overlap/conflict matrix; wrong rows; label-noise candidates."""
     from kdsl.engine import InputError
-    from kdsl.engine.stats import rule_stats
+    from kdsl.engine.stats import render_rule_base, rule_base_stats
 
     engine = load_engine(rule_paths)
     source = read_parquet(data)
-    columns = [c for c in source.schema_arrow.names if c in engine.fields or c == "label"]
+    columns = [c for c in source.schema_arrow.names if c in engine.fields or c in ("label", "id", "user")]
     try:
-        rows = rule_stats(engine, source.read(columns=columns))
+        report = rule_base_stats(engine, source.read(columns=columns), errors=errors,
+                                 noise_rules=noise_rules, noise_precision=noise_precision)
     except (InputError, ValueError) as error:
         raise InputProblem(f"{data}: {error}") from None
+    if plot:
+        from kdsl.plots import write_overlap_png
+
+        matrix = report["matrix"]
+        write_overlap_png(matrix["names"], matrix["overlap"], matrix["conflict"], f"rule overlaps, {data}", plot)
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
-    click.echo(_table(rows))
+    click.echo(_table(report["rules"]))
+    click.echo("")
+    click.echo(render_rule_base(report))
 
 
 def _table(rows) -> str:

@@ -49,6 +49,21 @@ class Engine:
         self._calibrated = False
         self._one_record_kernel = None
         self._calibration_lock = threading.Lock()
+        self._live: Engine | None = None  # set by reload(): the engine every call is served by
+
+    def reload(self, paths) -> None:
+        """Load and compile the rules under ``paths``, then swap them in at once: calls already
+        running finish on the old rules, later calls use the new ones. When the new rules do not
+        load (``kdsl.dsl.KdslError`` with every diagnostic), the old ones stay in service.
+
+        >>> engine.reload("rules/")      # doctest: +SKIP
+        """
+        from kdsl.dsl.loader import load_rules
+
+        fresh = Engine(load_rules(paths))  # raises before anything is swapped
+        # One reference assignment: a call reads ``_live`` once and is served by that engine.
+        self._live = fresh
+        self.ruleset, self.plan = fresh.ruleset, fresh.plan
 
     def _calibrate(self, offsets, data, rows: int) -> None:
         """Re-choose rule triggers by how often each atom occurs in the first rows seen, so that
@@ -89,6 +104,8 @@ class Engine:
     # ---------------------------------------------------------------------------------- scoring
     def score(self, table: pa.Table | pa.RecordBatch, threads: int = 1) -> pa.Table | pa.RecordBatch:
         """Append the output columns (``T``, ``T_rule``, ``T_source`` per target) to ``table``."""
+        if self._live is not None:
+            return self._live.score(table, threads)
         if isinstance(table, pa.RecordBatch):
             if table.num_rows <= BATCH_ROWS:
                 return self._score_batch(table, threads)
@@ -101,6 +118,9 @@ class Engine:
         return pa.Table.from_batches(batches, schema=schema)
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        """``schema`` with the output columns appended."""
+        if self._live is not None:
+            return self._live.output_schema(schema)
         for name in self.output_columns:
             if name in schema.names:
                 raise InputError(f"the input already has a column '{name}', which the engine writes")
@@ -109,6 +129,8 @@ class Engine:
     def check_input(self, schema: pa.Schema) -> None:
         """Raise ``InputError`` unless ``schema`` has every column the rules read, of a usable
         type."""
+        if self._live is not None:
+            return self._live.check_input(schema)
         kinds = self.ruleset.column_kinds
         missing = [c for c in self.plan.columns if c and c not in schema.names]
         if missing:
@@ -138,6 +160,8 @@ class Engine:
     def matches(self, table: pa.Table | pa.RecordBatch) -> np.ndarray:
         """A boolean matrix: [row, i] is True when ``self.plan.rules[i]`` holds for the row
         (every rule, not only the deciding one; rows outside a rule's task are False)."""
+        if self._live is not None:
+            return self._live.matches(table)
         if isinstance(table, pa.Table):
             self.check_input(table.schema)
             parts = [self._evaluate(b, collect=True)[1] for b in table.to_batches(max_chunksize=BATCH_ROWS)]
@@ -241,6 +265,8 @@ class Engine:
         >>> engine.predict({"user": "漏水了", "model_label": "是否好用"})   # doctest: +SKIP
         {'intent': '反馈密封性不好', 'intent_rule': 'leak_feedback', 'intent_source': 'rule'}
         """
+        if self._live is not None:
+            return self._live.predict(record)
         plan = self.plan
         normalized = [normalize_text(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
         # One buffer for all fields: field f of the single row is blob[bounds[f]:bounds[f + 1]].
@@ -294,10 +320,21 @@ class Engine:
         else:
             self._one_record_kernel(*args)
 
-    def explain(self, record: dict) -> list[dict]:
+    def explain(self, record: dict, why_not: bool = False, rule: str | None = None) -> list[dict]:
         """Every rule that matches ``record``: the deciding rule of each target first, then the
         rest in the order they are tried, each with the literals that matched and their
-        character offsets in the normalised text."""
+        character offsets in the normalised text.
+
+        With ``why_not``: instead, every rule of the record's ``label`` (or the rule named
+        ``rule``) that does not match, with the first term that failed, what the text held
+        instead and the smallest edit that makes it match (see ``kdsl.engine.why_not``).
+        """
+        if self._live is not None:
+            return self._live.explain(record, why_not, rule)
+        if why_not or rule is not None:
+            from kdsl.engine.why_not import why_not as explain_misses
+
+            return explain_misses(self.ruleset, record, rule)
         decided = reference.winners(self.ruleset, record)
         has_task = "task" in record
         norm = reference.Record(record)

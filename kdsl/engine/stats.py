@@ -12,13 +12,15 @@ import numpy as np
 import pyarrow as pa
 
 from kdsl.engine.engine import Engine
+from kdsl.errors import InputError
 
 
-def rule_stats(engine: Engine, table: pa.Table) -> list[dict]:
-    """One dict per rule, in the order rules are tried."""
+def rule_stats(engine: Engine, table: pa.Table, fired: np.ndarray | None = None) -> list[dict]:
+    """One dict per rule, in the order rules are tried (``fired``: ``engine.matches(table)``,
+    when the caller has it already)."""
     if "label" not in table.schema.names:
-        raise ValueError("the data has no 'label' column; stats need labelled rows")
-    fired = engine.matches(table)
+        raise InputError("the data has no 'label' column; stats need labelled rows")
+    fired = engine.matches(table) if fired is None else fired
     scored = engine.score(table)
     labels = np.array(table.column("label").to_pylist(), dtype=object)
     tasks = np.array(table.column("task").to_pylist(), dtype=object) if "task" in table.schema.names else None
@@ -50,3 +52,124 @@ def rule_stats(engine: Engine, table: pa.Table) -> list[dict]:
                 "location": str(rule.name_span),
             })
     return rows
+
+
+def rule_base_stats(engine: Engine, table: pa.Table, errors: int = 0, noise_rules: int = 2,
+                    noise_precision: float = 0.9, noise_min_rows: int = 3) -> dict:
+    """The whole rule base at once, from one ``matches`` pass:
+
+    - ``rules``: ``rule_stats``;
+    - ``matrix``: ``names`` (rules in the order tried), ``overlap[i][j]`` rows where rules i and j
+      both hold, ``conflict[i][j]`` the same when their labels differ (0 otherwise);
+    - ``errors``: per rule, up to ``errors`` rows where it holds and ``label`` differs;
+    - ``noise``: label-noise candidates, rows on which at least ``noise_rules`` *precise* rules
+      (precision >= ``noise_precision`` on at least ``noise_min_rows`` labelled rows, counting
+      the row itself) agree on one label that is not the row's, and no precise rule says otherwise.
+      A person should look at these rows: the label may be wrong.
+
+    >>> report = rule_base_stats(engine, table, errors=3)     # doctest: +SKIP
+    >>> report["matrix"]["overlap"][0][1]                      # doctest: +SKIP
+    4
+    """
+    if "label" not in table.schema.names:
+        raise InputError("the data has no 'label' column; stats need labelled rows")
+    fired = engine.matches(table)
+    rules = engine.plan.rules
+    summary = rule_stats(engine, table, fired=fired)
+    as_int = fired.astype(np.int32)
+    overlap = as_int.T @ as_int
+    rule_labels = np.array([r.label for r in rules], dtype=object)
+    differs = rule_labels[:, None] != rule_labels[None, :]
+    conflict = np.where(differs, overlap, 0)
+    labels = np.array(table.column("label").to_pylist(), dtype=object)
+    ids = table.column("id").to_pylist() if "id" in table.schema.names else list(range(table.num_rows))
+    texts = table.column("user").to_pylist() if "user" in table.schema.names else [None] * table.num_rows
+
+    def row(i):
+        return {"id": ids[i], "label": labels[i], "user": texts[i]}
+
+    wrong = {}
+    if errors > 0:
+        for rank, rule in enumerate(rules):
+            bad = np.flatnonzero(fired[:, rank] & (labels != rule.label) & (labels != None))  # noqa: E711
+            wrong[rule.name] = [row(i) for i in bad[:errors]]
+    precise = np.array([s["precision"] is not None and s["precision"] >= noise_precision
+                        and s["correct"] + s["incorrect"] >= noise_min_rows for s in summary], dtype=bool)
+    by_name = {s["rule"]: s for s in summary}
+    noise = []
+    for i in np.flatnonzero(fired[:, precise].sum(axis=1) >= noise_rules):
+        agreeing = [rules[r] for r in np.flatnonzero(fired[i] & precise)]
+        said = {r.label for r in agreeing}
+        if len(said) != 1 or labels[i] is None or labels[i] in said:
+            continue
+        noise.append({**row(i), "suggested": agreeing[0].label,
+                      "rules": [r.name for r in agreeing],
+                      "precision": [round(by_name[r.name]["precision"], 3) for r in agreeing]})
+    return {
+        "rules": summary,
+        "matrix": {"names": [r.name for r in rules], "labels": [r.label for r in rules],
+                   "overlap": overlap.tolist(), "conflict": conflict.tolist()},
+        "errors": wrong,
+        "noise": noise,
+    }
+
+
+def render_rule_base(report: dict, max_rules: int = 30) -> str:
+    """``rule_base_stats``'s overlap matrix, wrong rows and label-noise candidates as text.
+
+    The matrix lists the rules that share rows with another rule (at most ``max_rules``, those
+    sharing most first), numbered; a cell is the number of shared rows, marked ``!`` where the
+    two labels differ.
+    """
+    matrix = report["matrix"]
+    overlap, conflict = np.array(matrix["overlap"]), np.array(matrix["conflict"])
+    shared = overlap.copy()
+    np.fill_diagonal(shared, 0)
+    busy = [i for i in np.argsort(-shared.sum(axis=1), kind="stable") if shared[i].sum()]
+    shown = busy[:max_rules]
+    lines = []
+    if not shown:
+        lines.append("no two rules hold on the same row")
+    else:
+        header = ["#", "rule", "label", "rows"] + [str(k + 1) for k in range(len(shown))]
+        body = []
+        for k, i in enumerate(shown):
+            cells = []
+            for j in shown:
+                if i == j:
+                    cells.append("·")
+                else:
+                    cells.append(f"{shared[i, j]}{'!' if conflict[i, j] else ''}" if shared[i, j] else "")
+            body.append([str(k + 1), matrix["names"][i], matrix["labels"][i], str(overlap[i, i])] + cells)
+        lines.append("rules sharing rows (cell: rows both hold on; '!': different labels)")
+        lines.append(text_table(header, body))
+        if len(busy) > len(shown):
+            lines.append(f"... and {len(busy) - len(shown)} more rules that share rows (see --json)")
+    for name, rows in report["errors"].items():
+        if rows:
+            lines.append(f"\nwrong rows of {name}:")
+            lines += [f"  {r['id']}  label={r['label']}  user={_short(r['user'])}" for r in rows]
+    lines.append(f"\nlabel-noise candidates: {len(report['noise'])} row(s) where precise rules agree on another label")
+    for r in report["noise"]:
+        lines.append(f"  {r['id']}  label={r['label']}  rules say {r['suggested']} "
+                     f"({', '.join(r['rules'])})  user={_short(r['user'])}")
+    return "\n".join(lines)
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns padded by terminal cells (a CJK character takes two), header underlined."""
+    from kdsl.dsl.errors import cell_width
+
+    def width(text):
+        return sum(cell_width(ch) for ch in text)
+
+    cells = [header] + rows
+    widths = [max(width(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c + " " * (w - width(c)) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _short(text, limit: int = 60) -> str:
+    text = (text or "").replace("\n", " / ")
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
