@@ -26,7 +26,10 @@ from kdsl.cli.common import InputProblem, load_engine, main, read_parquet
                    "The output is then a directory of Parquet files.")
 @click.option("--ray-workers", default=None, type=click.IntRange(1),
               help="With --ray: how many workers score (default: as many as the cluster fits).")
-def score(input_path, rule_paths, output, keep, threads, batch_size, ray_address, ray_workers):
+@click.option("--profile", "profile_rows", is_flag=False, flag_value=65536, default=None, type=click.IntRange(1),
+              metavar="[ROWS]", help="Also profile the rules on the first ROWS rows (default 65536): time per "
+              "rule in literal scanning and condition checks, the slowest rules, the hottest atoms.")
+def score(input_path, rule_paths, output, keep, threads, batch_size, ray_address, ray_workers, profile_rows):
     """Score a Parquet file with rules, streaming record batches (bounded memory)."""
     import pyarrow.parquet as pq
     from tqdm import tqdm
@@ -50,6 +53,8 @@ def score(input_path, rule_paths, output, keep, threads, batch_size, ray_address
     except InputError as error:
         raise InputProblem(f"{input_path}: {error}") from None
     out_schema = _select(out_schema, kept + engine.output_columns)
+    if ray_address is not None and profile_rows is not None:
+        raise InputProblem("--profile: not with --ray (profile on one machine)")
     if ray_address is not None:
         from kdsl.scaleout import ScaleOutError, score_on_ray
 
@@ -88,6 +93,12 @@ def score(input_path, rule_paths, output, keep, threads, batch_size, ray_address
         batches.close()
         progress.close()
     click.echo(f"scored {source.metadata.num_rows} rows -> {output}", err=True)
+    if profile_rows is not None:
+        from kdsl.engine.profile import profile, render_profile
+
+        sample = next(iter(source.iter_batches(batch_size=profile_rows, columns=wanted)), None)
+        if sample is not None:
+            click.echo(render_profile(profile(engine, sample, rows=profile_rows)))
 
 
 def ray_address_option(value):

@@ -171,28 +171,9 @@ class Engine:
 
     def _evaluate(self, batch: pa.RecordBatch, threads: int = 1, collect: bool = False):
         """Run the kernel over one batch: (winners[row, target], fired[row, rule] or None)."""
-        plan, arrays = self.plan, self.plan.arrays
-        n, names = batch.num_rows, batch.schema.names
-        column = batch.column
-        offsets, data, lengths = [], [], {}
-        measured = {name for name, source in plan.number_columns if source == "len"}
-        for name in plan.text_fields:
-            if name in measured:
-                normalized, lengths[name] = normalize_array(column(name), with_lengths=True)
-            else:
-                normalized = normalize_array(column(name) if name else pa.nulls(n, pa.string()))
-            offsets.append(np.frombuffer(normalized.buffers()[1], dtype=np.int64)[normalized.offset:])
-            data.append(_data_buffer(normalized))
-        numbers = np.empty((len(plan.number_columns), n), dtype=np.float64)
-        for slot, (name, source) in enumerate(plan.number_columns):
-            if source == "len":
-                numbers[slot] = lengths[name] if name in lengths else normalize_array(column(name), with_lengths=True)[1]
-            else:
-                numbers[slot] = _as_float(column(name))
-        strings = np.empty((len(plan.string_columns), n), dtype=np.int64)
-        for slot, name in enumerate(plan.string_columns):
-            strings[slot] = _codes(column(name), plan.string_literals[slot])
-        row_target = self._row_targets(column("task") if "task" in names else None, n)
+        plan = self.plan
+        n = batch.num_rows
+        offsets, data, numbers, strings, row_target = self._prepare(batch)
 
         if not self._calibrated and n:
             with self._calibration_lock:
@@ -220,6 +201,33 @@ class Engine:
             resolved = self._resolve(pc.take(batch, pa.array(rows)).to_pylist())
             run(rows.astype(np.int64), resolved, np.zeros(n, dtype=np.uint8))
         return winners, (fired.astype(bool) if collect else None)
+
+    def _prepare(self, batch: pa.RecordBatch):
+        """The kernel's view of a batch: per scanned field the normalised text's offsets and
+        bytes, the numeric columns, the string columns' codes, and each row's target index."""
+        plan = self.plan
+        n, names = batch.num_rows, batch.schema.names
+        column = batch.column
+        offsets, data, lengths = [], [], {}
+        measured = {name for name, source in plan.number_columns if source == "len"}
+        for name in plan.text_fields:
+            if name in measured:
+                normalized, lengths[name] = normalize_array(column(name), with_lengths=True)
+            else:
+                normalized = normalize_array(column(name) if name else pa.nulls(n, pa.string()))
+            offsets.append(np.frombuffer(normalized.buffers()[1], dtype=np.int64)[normalized.offset:])
+            data.append(_data_buffer(normalized))
+        numbers = np.empty((len(plan.number_columns), n), dtype=np.float64)
+        for slot, (name, source) in enumerate(plan.number_columns):
+            if source == "len":
+                numbers[slot] = lengths[name] if name in lengths else normalize_array(column(name), with_lengths=True)[1]
+            else:
+                numbers[slot] = _as_float(column(name))
+        strings = np.empty((len(plan.string_columns), n), dtype=np.int64)
+        for slot, name in enumerate(plan.string_columns):
+            strings[slot] = _codes(column(name), plan.string_literals[slot])
+        row_target = self._row_targets(column("task") if "task" in names else None, n)
+        return offsets, data, numbers, strings, row_target
 
     def _resolve(self, rows: list[dict]) -> np.ndarray:
         """Evaluate every deferred predicate (regex, fuzzy, ...) on the given rows in Python."""
