@@ -136,7 +136,7 @@ def _repair(term: ast.Condition, record: reference.Record) -> dict:
     if isinstance(inner, ast.Measure):
         value = reference.measure(inner, record.text(inner.field))
         shown = f"{inner.function}({inner.field.name}{', ' + repr(inner.literal) if inner.literal else ''})"
-        result.update(literal=inner.literal, found=f"{shown} is {value:g}")
+        result.update(literal=inner.literal, found=f"{shown} is {round(value, 1):g}")
         if inner.function == "fuzzy":
             start, end = _nearest(inner.literal, record.text(inner.field))[1:]
             result.update(nearest=record.text(inner.field)[start:end], similarity=round(value, 1), start=start, end=end)
@@ -216,8 +216,18 @@ def _nearest(literal: str, text: str) -> tuple[float, int, int]:
 
 
 def _bound(op: str, value: float) -> float:
-    """The bound that lets ``value OP bound`` hold, as close to the old one as the value allows."""
-    if op in ("==", "<=", ">="):
+    """The bound that lets ``value OP bound`` hold, as close to the old one as the value allows
+    (a whole number is written as one)."""
+    bound = _raw_bound(op, value)
+    return int(bound) if float(bound).is_integer() else bound
+
+
+def _raw_bound(op: str, value: float) -> float:
+    if op == ">=":
+        return math.floor(value * 10) / 10  # one decimal, as rule writers write bounds
+    if op == "<=":
+        return math.ceil(value * 10) / 10
+    if op == "==":
         return value
     if op == "<":
         return math.floor(value) + 1
