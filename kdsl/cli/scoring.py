@@ -182,7 +182,8 @@ def _echo_misses(record, rule_name, misses):
         click.echo(f"{miss['rule']} -> {miss['target']} = {miss['label']}  ({miss['location']})")
         click.echo(f"  first failed term: {miss['term']}  ({miss['term_location']})")
         click.echo(f"  found: {miss['found']}")
-        click.echo(f"  edit:  {miss['edit']}")
+        for edit in miss["edits"]:
+            click.echo(f"  edit:  {edit}")
         verdict = "fires" if miss["fires_after_edit"] else "still does not fire"
         click.echo(f"  after the edit{'s' if miss['failed_terms'] > 1 else ''} ({verdict}): {miss['condition_after_edit']}")
 

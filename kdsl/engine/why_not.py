@@ -46,8 +46,8 @@ def why_not(rules: RuleSet, record: dict, rule: str | None = None) -> list[dict]
     not hold, or for the rule named ``rule`` if it does not hold: a dict with ``rule``,
     ``location``, ``term`` (the first false term), ``field``, ``literal``, ``nearest``,
     ``similarity``, ``start``/``end`` (offsets of ``nearest`` in the normalised text), ``found``
-    (what the record held, in words), ``edit`` (in words), ``condition_after_edit`` and
-    ``fires_after_edit``. Rules that hold are left out."""
+    (what the record held, in words), ``edit`` (in words; ``edits``: one per false term),
+    ``condition_after_edit`` (every false term repaired) and ``fires_after_edit``. Rules that hold are left out."""
     if rule is not None:
         chosen = [r for r in rules.rules if r.name == rule]
         if not chosen:
@@ -65,10 +65,11 @@ def why_not(rules: RuleSet, record: dict, rule: str | None = None) -> list[dict]
 def _explain_miss(rule: ast.Rule, record: reference.Record) -> dict:
     terms = list(rule.condition.operands) if isinstance(rule.condition, ast.And) else [rule.condition]
     failing = [i for i, term in enumerate(terms) if not reference.holds(term, record)]
-    first = _repair(terms[failing[0]], record)
+    repairs = [_repair(terms[i], record) for i in failing]
+    first = dict(repairs[0])
     edited = list(terms)
-    for i in failing:
-        edited[i] = _repair(terms[i], record)["replacement"]
+    for i, repair in zip(failing, repairs):
+        edited[i] = repair["replacement"]
     kept = [t for t in edited if t is not None]
     condition = None if not kept else kept[0] if len(kept) == 1 else ast.And(tuple(kept))
     fires = condition is None or reference.holds(condition, record)
@@ -76,7 +77,7 @@ def _explain_miss(rule: ast.Rule, record: reference.Record) -> dict:
     return {
         "rule": rule.name, "target": rule.target, "label": rule.label, "location": str(rule.name_span),
         "term": format_condition(terms[failing[0]]), "term_location": str(terms[failing[0]].span),
-        "failed_terms": len(failing), **first,
+        "failed_terms": len(failing), **first, "edits": [r["edit"] for r in repairs],
         "condition_after_edit": format_condition(condition) if condition is not None else "(always)",
         "fires_after_edit": bool(fires),
     }

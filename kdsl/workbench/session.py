@@ -184,11 +184,12 @@ class Session:
             wrong &= self.models != self.labels
         groups = {}
         for i in np.flatnonzero(wrong):
-            groups.setdefault(self.labels[i], []).append(int(i))
+            task = self.tasks[i] if self.tasks is not None else None
+            groups.setdefault((task or "", self.labels[i]), []).append(int(i))
         ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         return {"has_model": self.has_model, "rows": int(wrong.sum()),
-                "groups": [{"label": label, "rows": len(rows), "sample": self._rows(np.array(rows[:5]))}
-                           for label, rows in ordered]}
+                "groups": [{"task": task or None, "label": label, "rows": len(rows),
+                            "sample": self._rows(np.array(rows[:5]))} for (task, label), rows in ordered]}
 
     def candidates(self, label: str, top_k: int = 15) -> list[dict]:
         """Literals the miner (``kdsl.mining.candidates``) proposes for ``label``, counted on the

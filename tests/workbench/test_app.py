@@ -100,7 +100,8 @@ def test_unresolved_rows_are_grouped_by_label_with_candidates(client):
     unresolved = client.get("/api/unresolved").json()
     # no saved rule decides c (渗水了: 漏水, model 好用) -> the one row the model gets wrong
     assert unresolved["rows"] == 1
-    assert [(g["label"], g["rows"], [r["id"] for r in g["sample"]]) for g in unresolved["groups"]] == [("漏水", 1, ["c"])]
+    assert [(g["task"], g["label"], g["rows"], [r["id"] for r in g["sample"]]) for g in unresolved["groups"]] == \
+        [("intent", "漏水", 1, ["c"])]
     found = client.get("/api/candidates", params={"label": "漏水"}).json()["candidates"]
     assert found and all(c["predicate"].startswith(("user has", "not user has")) for c in found)
     assert any("渗水" in c["predicate"] for c in found)

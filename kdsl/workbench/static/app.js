@@ -131,7 +131,8 @@ async function loadUnresolved() {
     ? `${data.rows} row(s) the model gets wrong and no rule decides, by label:`
     : `no model_label column: the ${data.rows} labelled row(s) no rule decides, by label:`;
   $("groups").replaceChildren(...data.groups.map((g) => el("li", {}, el("button", {
-    type: "button", "data-label": g.label, onclick: (e) => candidates(g, e.target) }, `${g.label} (${g.rows})`))));
+    type: "button", "data-label": g.label, onclick: (e) => candidates(g, e.currentTarget) },
+    g.task ? el("span", { class: "task" }, g.task + " · ") : "", `${g.label} (${g.rows})`))));
 }
 
 async function candidates(group, button) {
@@ -141,11 +142,13 @@ async function candidates(group, button) {
   if (!ok) { $("candidates").replaceChildren(el("p", { class: "note" }, data.error)); return; }
   const rows = data.candidates.map((c) => el("tr", {}, el("td", {}, el("code", {}, c.predicate)),
     el("td", {}, c.support), el("td", {}, percent(c.precision)), el("td", {}, c.score)));
-  const examples = group.sample.map((r) => el("div", { class: "row" }, el("div", { class: "meta" }, r.id),
-    el("div", { class: "text" }, r.user || "")));
+  const examples = group.sample.map((r) => el("div", { class: "row" },
+    el("div", { class: "meta" }, `${r.id} · model ${r.model_label ?? "–"}`),
+    el("div", { class: "text" }, (r.user || (r.ocr || "").slice(0, 160)).replace(/\n/g, " / "))));
   $("candidates").replaceChildren(
     el("table", {}, el("tr", {}, el("th", {}, `candidates for ${group.label}`), el("th", {}, "rows"),
-      el("th", {}, "precision"), el("th", {}, "score")), ...rows), ...examples);
+      el("th", {}, "precision"), el("th", {}, "score")), ...rows.slice(0, 12)),
+    el("div", { class: "examples" }, el("h3", {}, "rows of this group"), ...examples));
 }
 
 async function start() {
