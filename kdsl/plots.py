@@ -149,7 +149,8 @@ def write_overlap_png(names: list[str], overlap, conflict, title: str, path) -> 
     if len(names) <= 40:
         for (i, j), count in np.ndenumerate(off_diagonal):
             if count:
-                axes.text(j, i, f"{count:g}", ha="center", va="center", fontsize=6)
+                axes.text(j, i, f"{count:g}", ha="center", va="center", fontsize=6,
+                          color="white" if abs(signed[i, j]) > 0.5 else "black")
     figure.colorbar(image, ax=axes, label="shared rows / most shared (red: labels differ)", shrink=0.6)
     with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
