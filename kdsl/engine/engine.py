@@ -56,14 +56,23 @@ class Engine:
         running finish on the old rules, later calls use the new ones. When the new rules do not
         load (``kdsl.dsl.KdslError`` with every diagnostic), the old ones stay in service.
 
+        The public methods and ``rules``, ``targets``, ``fields``, ``output_columns`` follow the
+        swap; ``plan`` and ``ruleset`` keep describing the rules this object was built with (its
+        own calls still in flight use them), and ``current`` is the engine now in service.
+
         >>> engine.reload("rules/")      # doctest: +SKIP
         """
         from kdsl.dsl.loader import load_rules
 
         fresh = Engine(load_rules(paths))  # raises before anything is swapped
-        # One reference assignment: a call reads ``_live`` once and is served by that engine.
+        # One reference assignment: a public call reads ``_live`` once and is served by that
+        # engine from start to end; nothing an engine computes with is ever modified.
         self._live = fresh
-        self.ruleset, self.plan = fresh.ruleset, fresh.plan
+
+    @property
+    def current(self) -> "Engine":
+        """The engine serving calls: this one, or the one the last ``reload`` compiled."""
+        return self._live or self
 
     def _calibrate(self, offsets, data, rows: int) -> None:
         """Re-choose rule triggers by how often each atom occurs in the first rows seen, so that
@@ -86,20 +95,21 @@ class Engine:
     @property
     def rules(self) -> tuple[ast.Rule, ...]:
         """Every rule, in load order."""
-        return self.ruleset.rules
+        return self.current.ruleset.rules
 
     @property
     def targets(self) -> list[str]:
-        return list(self.plan.targets)
+        return list(self.current.plan.targets)
 
     @property
     def fields(self) -> list[str]:
         """The input columns the engine reads (``task`` and ``model_label`` when present)."""
-        return self.plan.columns + [c for c in ("task", "model_label") if c not in self.plan.columns]
+        plan = self.current.plan
+        return plan.columns + [c for c in ("task", "model_label") if c not in plan.columns]
 
     @property
     def output_columns(self) -> list[str]:
-        return [f"{t}{suffix}" for t in self.plan.targets for suffix in ("", "_rule", "_source")]
+        return _output_names(self.current.plan)
 
     # ---------------------------------------------------------------------------------- scoring
     def score(self, table: pa.Table | pa.RecordBatch, threads: int = 1) -> pa.Table | pa.RecordBatch:
@@ -112,25 +122,28 @@ class Engine:
             parts = [self._score_batch(table.slice(i, BATCH_ROWS), threads)
                      for i in range(0, table.num_rows, BATCH_ROWS)]
             return pa.concat_batches(parts)
-        self.check_input(table.schema)
+        self._check_input(table.schema)
         batches = [self._score_batch(b, threads) for b in table.to_batches(max_chunksize=BATCH_ROWS)]
-        schema = self.output_schema(table.schema)
+        schema = self._output_schema(table.schema)
         return pa.Table.from_batches(batches, schema=schema)
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         """``schema`` with the output columns appended."""
-        if self._live is not None:
-            return self._live.output_schema(schema)
-        for name in self.output_columns:
+        return self.current._output_schema(schema)
+
+    def _output_schema(self, schema: pa.Schema) -> pa.Schema:
+        names = _output_names(self.plan)
+        for name in names:
             if name in schema.names:
                 raise InputError(f"the input already has a column '{name}', which the engine writes")
-        return pa.schema(list(schema) + [pa.field(n, pa.string()) for n in self.output_columns])
+        return pa.schema(list(schema) + [pa.field(n, pa.string()) for n in names])
 
     def check_input(self, schema: pa.Schema) -> None:
         """Raise ``InputError`` unless ``schema`` has every column the rules read, of a usable
         type."""
-        if self._live is not None:
-            return self._live.check_input(schema)
+        self.current._check_input(schema)
+
+    def _check_input(self, schema: pa.Schema) -> None:
         kinds = self.ruleset.column_kinds
         missing = [c for c in self.plan.columns if c and c not in schema.names]
         if missing:
@@ -150,8 +163,8 @@ class Engine:
                                  f"{'number' if wants_number else 'string'}")
 
     def _score_batch(self, batch: pa.RecordBatch, threads: int = 1) -> pa.RecordBatch:
-        self.check_input(batch.schema)
-        schema = self.output_schema(batch.schema)
+        self._check_input(batch.schema)
+        schema = self._output_schema(batch.schema)
         n = batch.num_rows
         winners, _ = self._evaluate(batch, threads)
         outputs = self._output_columns(winners, batch)
@@ -163,10 +176,10 @@ class Engine:
         if self._live is not None:
             return self._live.matches(table)
         if isinstance(table, pa.Table):
-            self.check_input(table.schema)
+            self._check_input(table.schema)
             parts = [self._evaluate(b, collect=True)[1] for b in table.to_batches(max_chunksize=BATCH_ROWS)]
             return np.concatenate(parts) if parts else np.zeros((0, len(self.plan.rules)), bool)
-        self.check_input(table.schema)
+        self._check_input(table.schema)
         return self._evaluate(table, collect=True)[1]
 
     def _evaluate(self, batch: pa.RecordBatch, threads: int = 1, collect: bool = False):
@@ -358,6 +371,10 @@ class Engine:
                 "location": str(rule.name_span), "matches": _matched_literals(rule.condition, norm),
             })
         return sorted(found, key=lambda m: not m["winner"])
+
+
+def _output_names(plan: Plan) -> list[str]:
+    return [f"{t}{suffix}" for t in plan.targets for suffix in ("", "_rule", "_source")]
 
 
 def _matched_literals(condition: ast.Condition, record: reference.Record) -> list[dict]:

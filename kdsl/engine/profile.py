@@ -74,7 +74,7 @@ def profile(engine: Engine, table: pa.Table | pa.RecordBatch, rows: int = PROFIL
     ``deferred_seconds``, ``candidates``, ``holds``), ``slowest`` (the ten slowest rules) and
     ``hot_atoms`` (the ten atoms causing most candidate rule checks).
     """
-    engine = engine._live or engine  # a reloaded engine: profile the rules in service
+    engine = engine.current  # after a reload: the rules in service
     batch = table.slice(0, rows)
     batch = batch.combine_chunks().to_batches()[0] if isinstance(batch, pa.Table) and batch.num_rows \
         else batch if isinstance(batch, pa.RecordBatch) else pa.RecordBatch.from_pylist([], schema=table.schema)

@@ -18,6 +18,7 @@ from kdsl.errors import InputError
 def rule_stats(engine: Engine, table: pa.Table, fired: np.ndarray | None = None) -> list[dict]:
     """One dict per rule, in the order rules are tried (``fired``: ``engine.matches(table)``,
     when the caller has it already)."""
+    engine = engine.current  # after a reload, the rules in service (``plan`` is the built one's)
     if "label" not in table.schema.names:
         raise InputError("the data has no 'label' column; stats need labelled rows")
     fired = engine.matches(table) if fired is None else fired
@@ -71,6 +72,7 @@ def rule_base_stats(engine: Engine, table: pa.Table, errors: int = 0, noise_rule
     >>> report["matrix"]["overlap"][0][1]                      # doctest: +SKIP
     4
     """
+    engine = engine.current
     if "label" not in table.schema.names:
         raise InputError("the data has no 'label' column; stats need labelled rows")
     fired = engine.matches(table)
