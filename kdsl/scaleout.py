@@ -27,15 +27,15 @@ from pathlib import Path
 import pyarrow as pa
 
 from kdsl.dsl.checker import RuleSet
+from kdsl.errors import DependencyError
 
 #: Adapters that want a GPU per worker when the cluster has one.
 GPU_ADAPTERS = frozenset({"qwen2vl"})
 BLOCK_BYTES = 32 * 1024 * 1024
 
 
-class ScaleOutError(RuntimeError):
-    """Ray missing, a cluster that cannot be reached, a worker that failed for no input reason.
-    The CLI reports it as ``error: ...`` with exit status 2."""
+class ScaleOutError(DependencyError):
+    """Ray missing, a cluster that cannot be reached, a worker that failed for no input reason."""
 
 
 # -------------------------------------------------------------------------------------- engine
@@ -174,12 +174,12 @@ def import_ray():
         import ray
         import ray.data
     except ImportError:
-        raise ScaleOutError("--ray needs Ray: pip install 'kdsl[ray]'") from None
+        raise ScaleOutError("scaling out needs Ray: pip install 'kdsl[ray]'") from None
     return ray
 
 
 def _run(plan, input_path, output, columns, address) -> None:
-    from kdsl.adapters.storage import atomic_directory
+    from kdsl.io import atomic_directory
 
     ray = import_ray()
     started = not ray.is_initialized()

@@ -23,18 +23,13 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-TOPK_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
-PREDICTION_FIELDS = [
-    pa.field("model_label", pa.string()),
-    pa.field("model_score", pa.float32()),
-    pa.field("model_topk", TOPK_TYPE),
-]
-PREDICTION_COLUMNS = [f.name for f in PREDICTION_FIELDS]
+from kdsl.errors import ModelError
+from kdsl.record import LABEL, PREDICTION_COLUMNS, PREDICTION_FIELDS, TASK, TOPK_TYPE
 
 
-class AdapterError(ValueError):
+class AdapterError(ModelError):
     """Input an adapter cannot use (a missing column, a label outside its task, a bad model
-    directory). The CLI reports it as ``error: ...`` with exit status 2."""
+    directory, an option it does not take)."""
 
 
 class Adapter(ABC):
@@ -83,7 +78,7 @@ def settings_from(settings_class, options: dict, adapter: str):
 
 def labels_by_task(table: pa.Table, given: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
     """Every task's labels: those given, plus those its labelled rows use, sorted."""
-    for column in ("task", "label"):
+    for column in (TASK, LABEL):
         if column not in table.column_names:
             raise AdapterError(f"training data has no {column!r} column")
     found: dict[str, set[str]] = {task: set(labels) for task, labels in (given or {}).items()}

@@ -32,16 +32,17 @@ from kdsl.adapters.base import (
     settings_from,
     with_predictions,
 )
-from kdsl.adapters.features import TEXT_FIELDS, encode, row_thumbnails, text_ids
+from kdsl.adapters.features import encode, row_thumbnails, text_ids
 from kdsl.adapters.network import BaselineNetwork
 from kdsl.adapters.storage import (
-    atomic_directory,
     read_config,
     read_weights,
     write_config,
     write_weights,
 )
 from kdsl.data.augment import augment_image
+from kdsl.io import atomic_directory
+from kdsl.record import TEXT_FIELDS
 
 JOINT = "joint"
 TASK_MODES = ("joint", "separate")

@@ -58,13 +58,13 @@ from kdsl.adapters.base import (
     with_predictions,
 )
 from kdsl.adapters.storage import (
-    atomic_directory,
     read_config,
     read_weights,
     write_config,
     write_weights,
 )
 from kdsl.data.augment import augment_image
+from kdsl.io import atomic_directory
 
 MODEL_FOLDER = "model"  # the Hugging Face folder inside a saved model directory
 LORA_FOLDER = "lora"  # peft's adapter folder inside a saved LoRA model directory

@@ -27,7 +27,9 @@ from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, main, read_parquet
+from kdsl.cli.common import main
+from kdsl.errors import InputError, context
+from kdsl.io import open_parquet, read_parquet
 from kdsl.cli.scoring import ray_address_option
 
 
@@ -69,7 +71,7 @@ def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode
           gradient_accumulation, gradient_checkpointing, cutoff, lora, lora_rank, lora_alpha, resume,
           label_column, score_column, topk_column):
     """Train a model on the labelled rows of TRAIN.parquet and save it to a directory."""
-    from kdsl.adapters import AdapterError, adapter_class
+    from kdsl.adapters import adapter_class
 
     columns = {"label_column": label_column, "score_column": score_column, "topk_column": topk_column}
     only = {
@@ -82,18 +84,18 @@ def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode
     for owner, options in only.items():
         given = [name for name, value in options.items() if value is not None]
         if given and adapter_name != owner:
-            raise InputProblem(f"{', '.join(given)}: only for --adapter {owner}, not {adapter_name}")
+            raise InputError(f"{', '.join(given)}: only for --adapter {owner}, not {adapter_name}")
     if adapter_name == "qwen2vl":
         if model_folder is None:
-            raise InputProblem("--adapter qwen2vl needs --model DIR, a local Qwen2-VL folder")
+            raise InputError("--adapter qwen2vl needs --model DIR, a local Qwen2-VL folder")
         if not Path(model_folder).is_dir():
-            raise InputProblem(f"{model_folder}: no such directory (--model must be a local Qwen2-VL folder)")
+            raise InputError(f"{model_folder}: no such directory (--model must be a local Qwen2-VL folder)")
         if (lora_rank is not None or lora_alpha is not None) and not lora:
-            raise InputProblem("--lora-rank, --lora-alpha: only with --lora")
-    table = read_parquet(input_path).read()
+            raise InputError("--lora-rank, --lora-alpha: only with --lora")
+    table = read_parquet(input_path)
     if images_root is not None and not Path(images_root).is_dir():
-        raise InputProblem(f"{images_root}: no such directory")
-    try:
+        raise InputError(f"{images_root}: no such directory")
+    with context(input_path):
         cls = adapter_class(adapter_name)
         if adapter_name == "qwen2vl":
             checkpoint = checkpoint_path(output)
@@ -124,8 +126,6 @@ def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode
             started = time.perf_counter()
             adapter = cls.train(table, **{key: value for key, value in columns.items() if value is not None})
         adapter.save(output)
-    except AdapterError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
     if adapter_name == "qwen2vl":
         shutil.rmtree(checkpoint, ignore_errors=True)  # the saved model supersedes it
     labels = ", ".join(f"{task}: {len(names)} labels" for task, names in adapter.labels.items())
@@ -168,41 +168,22 @@ def _flags(options: dict) -> dict:
 def predict(input_path, model_dir, output, images_root, batch_size, runtime, label_column, score_column,
             topk_column, ray_address, ray_workers):
     """Add model_label, model_score and model_topk to every row, streaming batches."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     import kdsl.adapters
-    from kdsl.adapters import AdapterError
-    from kdsl.io import atomic_path
+    from kdsl.batch import predict_parquet
 
-    if Path(output).resolve() == Path(input_path).resolve():
-        raise InputProblem("the output would overwrite the input; choose another -o")
     if images_root is not None and not Path(images_root).is_dir():
-        raise InputProblem(f"{images_root}: no such directory")
+        raise InputError(f"{images_root}: no such directory")
     columns = {"label_column": label_column, "score_column": score_column, "topk_column": topk_column}
     if ray_address is not None:
         return _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runtime, columns,
                                ray_address, ray_workers)
     if ray_workers is not None:
-        raise InputProblem("--ray-workers: only with --ray")
-    try:
-        adapter = kdsl.adapters.load(model_dir, runtime, columns)
-    except AdapterError as error:
-        raise InputProblem(str(error)) from None
+        raise InputError("--ray-workers: only with --ray")
+    adapter = kdsl.adapters.load(model_dir, runtime, columns)
     if any(value is not None for value in columns.values()) and adapter.name != "precomputed":
         given = [name for name, value in _flags(columns).items() if value is not None]
-        raise InputProblem(f"{', '.join(given)}: only for a precomputed model, and {model_dir} is {adapter.name}")
-    source = read_parquet(input_path)
-    schema = adapter.output_schema(source.schema_arrow)
-    rows = 0
-    try:
-        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-            for batch in source.iter_batches(batch_size=batch_size):
-                predicted = adapter.predict(pa.Table.from_batches([batch]), images=images_root)
-                writer.write_table(predicted.select(schema.names).cast(schema))
-                rows += batch.num_rows
-    except AdapterError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
+        raise InputError(f"{', '.join(given)}: only for a precomputed model, and {model_dir} is {adapter.name}")
+    rows = predict_parquet(adapter, input_path, output, images=images_root, batch_size=batch_size)
     # With onnx, the providers onnxruntime actually uses (CUDA may be asked for and not given).
     engine = f" (onnxruntime: {', '.join(adapter.providers)})" if runtime == "onnx" else ""
     click.echo(f"predicted {rows} rows{engine} -> {output}", err=True)
@@ -211,25 +192,17 @@ def predict(input_path, model_dir, output, images_root, batch_size, runtime, lab
 def _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runtime, columns, address, workers):
     """`kdsl predict --ray`: the model is loaded by the workers only (a large one would not fit
     beside them on the driver), so its directory is checked here from its config."""
-    from kdsl.adapters import AdapterError
     from kdsl.adapters.storage import read_config
-    from kdsl.scaleout import ScaleOutError, predict_on_ray
+    from kdsl.scaleout import predict_on_ray
 
-    read_parquet(input_path)  # a missing or unreadable input fails here, not in a worker
-    try:
-        adapter = read_config(model_dir)["adapter"]
-    except AdapterError as error:
-        raise InputProblem(str(error)) from None
+    open_parquet(input_path)  # a missing or unreadable input fails here, not in a worker
+    adapter = read_config(model_dir)["adapter"]
     overrides = {key: value for key, value in columns.items() if value is not None}
     if overrides and adapter != "precomputed":
-        raise InputProblem(f"{', '.join(_flags(overrides))}: only for a precomputed model, and {model_dir} is {adapter}")
-    try:
+        raise InputError(f"{', '.join(_flags(overrides))}: only for a precomputed model, and {model_dir} is {adapter}")
+    with context(input_path):
         predict_on_ray(input_path, model_dir, output, images=images_root, batch_size=batch_size, runtime=runtime,
                        overrides=overrides, workers=workers, address=address)
-    except ScaleOutError as error:
-        raise InputProblem(str(error)) from None
-    except AdapterError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
     click.echo(f"predicted on Ray -> {output}/", err=True)
 
 
@@ -239,15 +212,11 @@ def _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runt
               help="Directory to write: the .onnx file(s) and config.json (labels, feature settings).")
 def export_onnx(model_dir, output):
     """Export a baseline model directory to ONNX, for `kdsl predict --runtime onnx`."""
-    from kdsl.adapters import AdapterError
     from kdsl.adapters.onnx_export import export
 
     if Path(output).resolve() == Path(model_dir).resolve():
-        raise InputProblem("the export would replace the model; choose another -o")
+        raise InputError("the export would replace the model; choose another -o")
     started = time.perf_counter()
-    try:
-        files = export(model_dir, output)
-    except AdapterError as error:
-        raise InputProblem(str(error)) from None
+    files = export(model_dir, output)
     click.echo(f"exported {model_dir} to ONNX ({', '.join(files)}) in {time.perf_counter() - started:.1f}s "
                f"-> {output}", err=True)

@@ -2,7 +2,8 @@
 
 import click
 
-from kdsl.cli.common import InputProblem, main
+from kdsl.cli.common import main
+from kdsl.errors import DependencyError
 
 
 @main.command()
@@ -19,14 +20,9 @@ def serve(data, rules_dir, port, host):
         from kdsl.workbench.app import serve as run
         from kdsl.workbench.session import Session
     except ImportError as error:
-        raise InputProblem(f"the workbench needs the 'serve' extra (pip install 'kdsl[serve]'): {error}") from None
-    from kdsl.dsl import KdslError as RuleError
-    from kdsl.errors import KdslError
+        raise DependencyError(f"the workbench needs the 'serve' extra (pip install 'kdsl[serve]'): {error}") from None
 
-    try:
-        session = Session(data, rules_dir)
-    except (RuleError, KdslError) as error:
-        raise InputProblem(str(error)) from None
+    session = Session(data, rules_dir)
     click.echo(f"kdsl workbench: http://{host}:{port}/  ({session.table.num_rows} rows, "
                f"{len(session.files)} rule file(s)); Ctrl-C stops", err=True)
     run(session, host=host, port=port)

@@ -26,16 +26,14 @@ from kdsl.engine.compiler import Plan, compile_rules
 from kdsl.engine.kernel import evaluate_rows
 from kdsl.engine.matcher import AtomMatcher
 from kdsl.engine.normalize import normalize_array
+from kdsl.errors import InputError  # the input table does not fit the rules (a missing column, a wrong type)
+from kdsl.record import MODEL_LABEL, TASK
 
 SOURCES = ("rule", "model")
 BATCH_ROWS = 65536  # rows normalised and scanned together: buffers stay small and are reused
 CALIBRATION_ROWS = 4096  # rows whose atom hit rates choose the rule triggers
 _NO_ROWS = np.zeros((0, 0), dtype=np.uint8)
 _ROW_ZERO = np.zeros(1, dtype=np.int64)
-
-
-class InputError(ValueError):
-    """The input table does not fit the rules (a missing column, a column of the wrong type)."""
 
 
 class Engine:
@@ -54,7 +52,7 @@ class Engine:
     def reload(self, paths) -> None:
         """Load and compile the rules under ``paths``, then swap them in at once: calls already
         running finish on the old rules, later calls use the new ones. When the new rules do not
-        load (``kdsl.dsl.KdslError`` with every diagnostic), the old ones stay in service.
+        load (``kdsl.errors.RuleError`` with every diagnostic), the old ones stay in service.
 
         The public methods and ``rules``, ``targets``, ``fields``, ``output_columns`` follow the
         swap; ``plan`` and ``ruleset`` keep describing the rules this object was built with (its
@@ -105,7 +103,7 @@ class Engine:
     def fields(self) -> list[str]:
         """The input columns the engine reads (``task`` and ``model_label`` when present)."""
         plan = self.current.plan
-        return plan.columns + [c for c in ("task", "model_label") if c not in plan.columns]
+        return plan.columns + [c for c in (TASK, MODEL_LABEL) if c not in plan.columns]
 
     @property
     def output_columns(self) -> list[str]:
@@ -260,7 +258,7 @@ class Engine:
         plan = self.plan
         names = pa.array([r.name for r in plan.rules], pa.string())
         labels = pa.array([r.label for r in plan.rules], pa.string())
-        model = batch.column("model_label") if "model_label" in batch.schema.names else None
+        model = batch.column(MODEL_LABEL) if MODEL_LABEL in batch.schema.names else None
         if model is not None and not pa.types.is_string(model.type):
             model = model.cast(pa.string())
         task = batch.column("task") if "task" in batch.schema.names else None
@@ -319,7 +317,7 @@ class Engine:
         if pending[0]:
             args[4] = self._resolve([record])
             self._run_one(args)
-        model_label = record.get("model_label")
+        model_label = record.get(MODEL_LABEL)
         result = {}
         for t, target in enumerate(plan.targets):
             rule = plan.rules[winners[0, t]] if winners[0, t] >= 0 else None

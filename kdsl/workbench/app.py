@@ -25,8 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from kdsl.dsl.errors import KdslError as RuleError
-from kdsl.errors import KdslError
+from kdsl.errors import KdslError, RuleError
 from kdsl.workbench.session import Session, _diagnostic
 
 STATIC = resources.files("kdsl.workbench") / "static"

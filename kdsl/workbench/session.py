@@ -30,23 +30,21 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kdsl.dsl import ast
 from kdsl.dsl.checker import RuleSet, check
-from kdsl.dsl.errors import KdslError as RuleError
 from kdsl.dsl.formatter import format_program
 from kdsl.dsl.loader import parse_file, rule_files
 from kdsl.dsl.parser import parse
 from kdsl.engine import reference
 from kdsl.engine.engine import Engine, _matched_literals
 from kdsl.engine.normalize import normalize_array
-from kdsl.errors import InputError, LimitError
-from kdsl.io import write_text_atomically
+from kdsl.errors import InputError, LimitError, RuleError
+from kdsl.io import open_parquet, write_text_atomically
+from kdsl.record import TEXT_FIELDS
 
 MAX_SOURCE_BYTES = 1 << 20  # a rule file the page may send: 1 MiB (the sample's is 4 KB)
 PAGE_ROWS = 20
-TEXT_COLUMNS = ("user", "agent", "ocr")
 CANDIDATE_ROWS = 20000  # rows the miner counts candidates on (a sample of the task's rows)
 
 
@@ -95,7 +93,7 @@ class Session:
 
     def save(self, name: str, source: str) -> str:
         """Write ``source``, formatted, to the file ``name`` if the rule base then checks; return
-        the formatted text. Raises ``kdsl.dsl.KdslError`` (diagnostics) and writes nothing
+        the formatted text. Raises ``kdsl.errors.RuleError`` (diagnostics) and writes nothing
         otherwise."""
         try:
             program = self._program(name, source)
@@ -164,7 +162,7 @@ class Session:
         }
 
     def _rows(self, indices: np.ndarray, condition: ast.Condition | None = None) -> list[dict]:
-        columns = [c for c in ("id", "label", "model_label", *TEXT_COLUMNS) if c in self.table.schema.names]
+        columns = [c for c in ("id", "label", "model_label", *TEXT_FIELDS) if c in self.table.schema.names]
         rows = self.table.select(columns).take(pa.array(indices, pa.int64())).to_pylist()
         for row in rows:
             row["matches"] = _matched_literals(condition, reference.Record(row)) if condition is not None else []
@@ -203,9 +201,9 @@ class Session:
         pool = np.flatnonzero((self.tasks == task) & (self.labels != None)) if task is not None \
             else np.flatnonzero(self.labels != None)  # noqa: E711
         pool = pool[:: max(1, pool.size // CANDIDATE_ROWS)]
-        columns = [c for c in ("label", *TEXT_COLUMNS) if c in self.table.schema.names]
+        columns = [c for c in ("label", *TEXT_FIELDS) if c in self.table.schema.names]
         found = propose(self.table.select(columns).take(pa.array(pool, pa.int64())).to_pylist(), top_k=top_k,
-                        fields=[c for c in TEXT_COLUMNS if c in columns])
+                        fields=[c for c in TEXT_FIELDS if c in columns])
         return [{"predicate": c.text, "support": c.support, "precision": round(c.precision, 3),
                  "score": round(c.score, 3)} for c in found.get(label, [])]
 
@@ -266,16 +264,11 @@ class _Base:
 def _read_table(path) -> pa.Table:
     """The table with its text columns normalised once (list columns, which no rule reads, are
     left out); InputError when it is unreadable or has no ``label``."""
-    try:
-        schema = pq.read_schema(path)
-        table = pq.read_table(path, columns=[f.name for f in schema if not pa.types.is_nested(f.type)])
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, pa.ArrowException) as error:
-        raise InputError(f"{path}: not a readable Parquet file ({error})") from None
+    source = open_parquet(path)
+    table = source.read(columns=[f.name for f in source.schema_arrow if not pa.types.is_nested(f.type)])
     if "label" not in table.schema.names:
         raise InputError(f"{path}: no 'label' column; the workbench needs labelled rows")
-    for name in TEXT_COLUMNS:
+    for name in TEXT_FIELDS:
         if name in table.schema.names:
             column = table.column(name)
             if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):

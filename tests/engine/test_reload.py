@@ -10,7 +10,7 @@ import pytest
 
 import kdsl.engine
 from kdsl.engine.stats import rule_stats
-from kdsl.dsl import KdslError
+from kdsl.errors import RuleError
 
 OLD = 'kdsl 1\nrule old: intent = "旧" when user has "漏水"\n'
 NEW = 'kdsl 1\nrule new: intent = "新" when user has "漏水"\nrule other: intent = "别" when user has "排水"\n'
@@ -61,10 +61,10 @@ def test_a_failed_reload_keeps_the_old_rules_and_reports_the_diagnostics(tmp_pat
     path.write_text(OLD, encoding="utf-8")
     engine = kdsl.engine.load(path)
     path.write_text('rule bad: intent = "x" when usr has "a"\n', encoding="utf-8")
-    with pytest.raises(KdslError, match="unknown field 'usr'"):
+    with pytest.raises(RuleError, match="unknown field 'usr'"):
         engine.reload(path)
     assert engine.predict({"user": "漏水"})["intent_rule"] == "old"
-    with pytest.raises(KdslError, match="no such file"):
+    with pytest.raises(RuleError, match="no such file"):
         engine.reload(tmp_path / "missing.kdsl")
     assert engine.explain({"user": "漏水"})[0]["rule"] == "old"
 
