@@ -181,13 +181,6 @@ def _table(rows) -> str:
             return "-"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    cells = [header] + [[cell(r, k) for k in header] for r in rows]
-    from kdsl.dsl.errors import cell_width
+    from kdsl.engine.stats import text_table
 
-    def width(text):
-        return sum(cell_width(ch) for ch in text)
-
-    widths = [max(width(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c + " " * (w - width(c)) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(header, [[cell(r, k) for k in header] for r in rows])

@@ -105,3 +105,28 @@ def test_serve_rejects_bad_input_before_binding(tmp_path, files):
     (bad / "r.kdsl").write_text('rule r: intent = "x" when usr has "a"\n', encoding="utf-8")
     code, out = run("serve", data, "--rules", bad)
     assert code == 2 and "unknown field 'usr'" in out
+
+
+def test_serve_binds_to_loopback_unless_told_otherwise(files, monkeypatch):
+    pytest.importorskip("uvicorn", reason="the 'serve' extra is not installed")
+    import kdsl.workbench.app
+
+    rules, data = files
+    calls = []
+    monkeypatch.setattr(kdsl.workbench.app, "serve", lambda session, host, port: calls.append((host, port)))
+    assert run("serve", data, "--rules", rules.parent)[0] == 0
+    assert run("serve", data, "--rules", rules.parent, "--port", "9000", "--host", "0.0.0.0")[0] == 0
+    assert calls == [("127.0.0.1", 8765), ("0.0.0.0", 9000)]
+
+
+def test_why_not_and_profile_refuse_what_they_cannot_do(files, tmp_path):
+    rules, _ = files
+    data = tmp_path / "unlabelled.parquet"
+    pq.write_table(pa.table({"id": ["a"], "user": ["漏了"]}), data)
+    code, out = run("explain", data, "-r", rules, "--id", "a", "--why-not")
+    assert code == 2 and "the record has no label; name the rule to explain" in out
+    code, out = run("explain", data, "-r", rules, "--id", "a", "--why-not", "--rule", "leak")
+    assert code == 0 and "first failed term: user has \"漏水\"" in out
+    out_path = tmp_path / "out.parquet"
+    code, out = run("score", data, "-r", rules, "-o", out_path, "--profile", "--ray")
+    assert code == 2 and "--profile: not with --ray" in out and not out_path.exists()

@@ -25,11 +25,11 @@ function cursorLine() {
   return editor.value.slice(0, editor.selectionStart).split("\n").length;
 }
 
-function gutter(bad) {
+function gutter(bad) {  // bad: line -> message
   const lines = $("editor").value.split("\n").length;
   const gutterNode = $("gutter");
   gutterNode.replaceChildren(...Array.from({ length: lines }, (_, i) =>
-    el("div", bad.has(i + 1) ? { class: "bad" } : {}, i + 1)));
+    el("div", bad.has(i + 1) ? { class: "bad", title: bad.get(i + 1) } : {}, i + 1)));
   gutterNode.scrollTop = $("editor").scrollTop;
 }
 
@@ -51,7 +51,7 @@ async function evaluate() {
 
 function showDiagnostics(diagnostics) {
   const list = $("diagnostics");
-  gutter(new Set(diagnostics.map((d) => d.line)));
+  gutter(new Map(diagnostics.map((d) => [d.line, d.message])));
   if (!diagnostics.length) { list.replaceChildren(el("li", { class: "ok" }, "✓ the rule base checks")); return; }
   list.replaceChildren(...diagnostics.map((d) => el("li", { onclick: () => jump(d.line, d.column) },
     `${d.line}:${d.column}: ${d.message}`)));
