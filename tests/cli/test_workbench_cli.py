@@ -97,6 +97,7 @@ def test_score_profile_on_the_sample(tmp_path):
 
 
 def test_serve_rejects_bad_input_before_binding(tmp_path, files):
+    pytest.importorskip("starlette", reason="the 'serve' extra is not installed")
     rules, data = files
     code, out = run("serve", tmp_path / "missing.parquet", "--rules", rules.parent)
     assert code == 2 and "no such file" in out

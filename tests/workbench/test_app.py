@@ -11,7 +11,7 @@ from kdsl.errors import InputError  # noqa: E402
 from kdsl.workbench.app import create_app  # noqa: E402
 from kdsl.workbench.session import Session  # noqa: E402
 
-from conftest import LEAK, OTHER  # noqa: E402
+from workbench_sources import LEAK, OTHER  # noqa: E402
 
 
 @pytest.fixture

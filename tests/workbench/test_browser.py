@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LEAK
+from workbench_sources import LEAK
 
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the 'test' extra)")
