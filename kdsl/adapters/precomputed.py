@@ -22,6 +22,7 @@ import pyarrow as pa
 from kdsl.adapters.base import (
     Adapter,
     AdapterError,
+    Option,
     labels_by_task,
     row_tasks,
     with_predictions,
@@ -35,6 +36,13 @@ DEFAULT_SCORE = MODEL_SCORE
 
 class PrecomputedAdapter(Adapter):
     name = "precomputed"
+    options = (
+        Option("label_column", str, "the column of predicted labels (model_label)"),
+        Option("score_column", str, "the column of their probabilities (model_score)"),
+        Option("topk_column", str, "a list<struct<label, score>> column of the best labels (none by default)"),
+    )
+    load_options = ("label_column", "score_column", "topk_column")
+    learns = False
 
     def __init__(self, labels: dict[str, list[str]], label_column: str = MODEL_LABEL,
                  score_column: str | None = DEFAULT_SCORE, topk_column: str | None = None):
@@ -44,8 +52,8 @@ class PrecomputedAdapter(Adapter):
         self.topk_column = topk_column
 
     @classmethod
-    def train(cls, table, labels=None, label_column=MODEL_LABEL, score_column=DEFAULT_SCORE, topk_column=None,
-              **options):
+    def train(cls, table, labels=None, images=None, log=None, label_column=MODEL_LABEL, score_column=DEFAULT_SCORE,
+              topk_column=None, **options):
         if options:
             raise AdapterError(f"the precomputed adapter takes no option {', '.join(map(repr, options))}")
         return cls(labels_by_task(table, labels), label_column, score_column, topk_column)

@@ -67,7 +67,7 @@ def demo(output):
 
     import pyarrow.parquet as pq
 
-    from kdsl.io import atomic_path, write_text_atomically
+    from kdsl.io import write_table_atomically, write_text_atomically
     from kdsl.report import ablation_table, rule_gains
 
     samples = Path(str(resources.files("kdsl") / "samples"))
@@ -78,8 +78,7 @@ def demo(output):
         raise InputError(f"{out}: cannot make the folder ({error.strerror})") from None
     table = pq.read_table(samples / "sample.parquet")
     for name, keep in (("train", lambda i: i % 3 != 0), ("dev", lambda i: i % 3 == 0)):
-        with atomic_path(out / "input" / f"{name}.parquet") as tmp:
-            pq.write_table(table.take([i for i in range(table.num_rows) if keep(i)]), tmp)
+        write_table_atomically(table.take([i for i in range(table.num_rows) if keep(i)]), out / "input" / f"{name}.parquet")
     config_path = out / "demo.toml"
     write_text_atomically(config_path, DEMO_CONFIG.format(images=(samples / "images").as_posix()))
     config = _run_pipeline(config_path)
