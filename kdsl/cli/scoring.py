@@ -181,6 +181,6 @@ def _table(rows) -> str:
             return "-"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    from kdsl.engine.stats import text_table
+    from kdsl.text_table import text_table
 
-    return text_table(header, [[cell(r, k) for k in header] for r in rows])
+    return text_table([header] + [[cell(r, k) for k in header] for r in rows], right=range(3, len(header)))

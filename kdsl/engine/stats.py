@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from kdsl.engine.engine import Engine
 from kdsl.errors import InputError
+from kdsl.text_table import text_table
 
 
 def rule_stats(engine: Engine, table: pa.Table, fired: np.ndarray | None = None) -> list[dict]:
@@ -144,7 +145,7 @@ def render_rule_base(report: dict, max_rules: int = 30) -> str:
                     cells.append(f"{shared[i, j]}{'!' if conflict[i, j] else ''}" if shared[i, j] else "")
             body.append([str(k + 1), matrix["names"][i], matrix["labels"][i], str(overlap[i, i])] + cells)
         lines.append("rules sharing rows (cell: rows both hold on; '!': different labels)")
-        lines.append(text_table(header, body))
+        lines.append(text_table([header] + body, right=[0, *range(3, len(header))]))
         if len(busy) > len(shown):
             lines.append(f"... and {len(busy) - len(shown)} more rules that share rows (see --json)")
     for name, rows in report["errors"].items():
@@ -155,20 +156,6 @@ def render_rule_base(report: dict, max_rules: int = 30) -> str:
     for r in report["noise"]:
         lines.append(f"  {r['id']}  label={r['label']}  rules say {r['suggested']} "
                      f"({', '.join(r['rules'])})  user={_short(r['user'])}")
-    return "\n".join(lines)
-
-
-def text_table(header: list[str], rows: list[list[str]]) -> str:
-    """Columns padded by terminal cells (a CJK character takes two), header underlined."""
-    from kdsl.dsl.errors import cell_width
-
-    def width(text):
-        return sum(cell_width(ch) for ch in text)
-
-    cells = [header] + rows
-    widths = [max(width(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c + " " * (w - width(c)) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
