@@ -99,7 +99,7 @@ def main() -> None:
         edits = {
             "literal added to a rule": (source.replace('let leak = any("漏", ', 'let leak = any("漏", "渗", '), line),
             "new rule typed at the end": (source + '\nrule waterproof: intent = "反馈密封性不好"\n'
-                                          '    when user has any("防水", "进水") and not user has "排水"\n'
+                                          '    when user has any("水", "湿") and not user has "排水"\n'
                                           '    priority 5\n', source.count("\n") + 2),
             "edit that does not check": (source.replace("when user has leak", "when usr has leak"), line),
         }
