@@ -9,6 +9,10 @@
 
 Request bodies are bounded (``Session.max_source_bytes`` plus room for the JSON around it).
 Serve it with ``serve(session, host, port)``; it binds to 127.0.0.1 unless told otherwise.
+Another web page open in the same browser must not be able to drive it: POSTs must say
+``Content-Type: application/json`` (which a cross-site page cannot send without a CORS preflight
+this server never grants), and the ``Host`` header must name the address served (no DNS
+rebinding).
 
     >>> app = create_app(Session("data.parquet", "rules/"))     # doctest: +SKIP
 """
@@ -19,6 +23,8 @@ import json
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -31,10 +37,13 @@ from kdsl.workbench.session import Session, _diagnostic
 STATIC = resources.files("kdsl.workbench") / "static"
 
 
-def create_app(session: Session) -> Starlette:
-    """The Starlette application serving ``session``."""
+def create_app(session: Session, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Starlette:
+    """The Starlette application serving ``session``; ``hosts``: the names the ``Host`` header
+    may give."""
 
     async def body(request: Request) -> dict:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise _Refused(415, "send the request as application/json")
         limit = session.max_source_bytes * 2 + 4096  # a file escaped as JSON, plus the other keys
         raw = b""
         async for chunk in request.stream():
@@ -93,6 +102,7 @@ def create_app(session: Session) -> Starlette:
                 Route("/api/candidates", candidates),
                 Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static")],
         exception_handlers={_Refused: refused, KdslError: bad_input},
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))],
     )
 
 
@@ -112,4 +122,6 @@ def serve(session: Session, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Run the workbench with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(session), host=host, port=port, log_level="warning")
+    # Bound elsewhere on purpose (--host), the page is reached by names this process cannot know.
+    hosts = ("127.0.0.1", "localhost") if host in ("127.0.0.1", "localhost") else ("*",)
+    uvicorn.run(create_app(session, hosts=hosts), host=host, port=port, log_level="warning")

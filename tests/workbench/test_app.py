@@ -17,7 +17,7 @@ from workbench_sources import LEAK, OTHER  # noqa: E402
 @pytest.fixture
 def client(workspace):
     data, rules = workspace
-    return TestClient(create_app(Session(data, rules, max_source_bytes=4096)))
+    return TestClient(create_app(Session(data, rules, max_source_bytes=4096)), base_url="http://127.0.0.1:8765")
 
 
 def evaluate(client, source, line, path="leak.kdsl", offset=0):
@@ -92,7 +92,7 @@ def test_paths_outside_the_rule_files_and_oversized_or_malformed_bodies_are_refu
     assert huge.status_code == 413
     limit = client.post("/api/save", json={"path": "leak.kdsl", "source": "# x\n" * 1100})
     assert limit.status_code == 400 and "over 4096 bytes" in limit.json()["error"]
-    assert client.post("/api/evaluate", content=b"not json").status_code == 400
+    assert client.post("/api/evaluate", content=b"not json", headers={"content-type": "application/json"}).status_code == 400
     assert client.post("/api/evaluate", json={"path": "leak.kdsl", "source": LEAK, "line": -1}).status_code == 400
 
 
@@ -117,3 +117,19 @@ def test_a_table_without_labels_is_refused(tmp_path, workspace):
     pq.write_table(pa.table({"user": ["x"]}), tmp_path / "nolabel.parquet")
     with pytest.raises(InputError, match="no 'label' column"):
         Session(tmp_path / "nolabel.parquet", rules)
+
+
+def test_other_sites_cannot_drive_it(client, workspace):
+    """A page elsewhere can send a 'simple' cross-site POST (text/plain, no preflight) or reach
+    the server under its own domain name (DNS rebinding): both are refused, nothing is written."""
+    _, rules = workspace
+    import json
+
+    forged = json.dumps({"path": "leak.kdsl", "source": OTHER})
+    response = client.post("/api/save", content=forged, headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert client.get("/api/files", headers={"host": "evil.example:8765"}).status_code == 400
+    assert client.post("/api/save", json={"path": "leak.kdsl", "source": OTHER},
+                       headers={"host": "evil.example"}).status_code == 400
+    assert (rules / "leak.kdsl").read_text(encoding="utf-8") == LEAK
+    assert client.get("/api/files", headers={"host": "localhost:8765"}).status_code == 200
