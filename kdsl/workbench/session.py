@@ -95,11 +95,8 @@ class Session:
         """Write ``source``, formatted, to the file ``name`` if the rule base then checks; return
         the formatted text. Raises ``kdsl.errors.RuleError`` (diagnostics) and writes nothing
         otherwise."""
-        try:
-            program = self._program(name, source)
-            check([program if n == name else p for n, p in self._programs.items()])
-        except RuleError:
-            raise
+        program = self._program(name, source)
+        check([program if n == name else p for n, p in self._programs.items()])
         formatted = format_program(program)
         reparsed = parse(formatted, str(self.files[name]))
         with self._lock:
