@@ -132,6 +132,9 @@ def write_overlap_png(names: list[str], overlap, conflict, title: str, path) -> 
     from matplotlib.figure import Figure
 
     overlap, conflict = np.asarray(overlap, dtype=float), np.asarray(conflict, dtype=float)
+    if not names:  # nothing shared: say so rather than draw an empty axis
+        overlap, conflict = np.zeros((1, 1)), np.zeros((1, 1))
+        title = f"{title}: no two rules hold on the same row"
     font = cjk_font()
     text = {"fontfamily": [font, "DejaVu Sans"]} if font else {}
     size = 3.0 + 0.35 * max(len(names), 4) + 0.08 * max(map(len, names + [""]))

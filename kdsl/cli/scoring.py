@@ -159,10 +159,12 @@ def stats(rule_paths, data, as_json, errors, plot, noise_rules, noise_precision)
         report = rule_base_stats(engine, source.read(columns=columns), errors=errors,
                                  noise_rules=noise_rules, noise_precision=noise_precision)
     if plot:
+        from kdsl.engine.stats import overlap_block
         from kdsl.plots import write_overlap_png
 
-        matrix = report["matrix"]
-        write_overlap_png(matrix["names"], matrix["overlap"], matrix["conflict"], f"rule overlaps, {data}", plot)
+        shown, overlap, conflict = overlap_block(report, max_rules=60)
+        names = [report["matrix"]["names"][i] for i in shown]
+        write_overlap_png(names, overlap, conflict, f"rules sharing rows, {data}", plot)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return

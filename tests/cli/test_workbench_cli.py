@@ -46,13 +46,14 @@ def test_stats_has_the_overlap_matrix_wrong_rows_and_label_noise(files, tmp_path
     code, out = run("stats", rules, "-d", data, "--json", "--errors", "5")
     assert code == 0
     report = json.loads(out)
-    names = report["matrix"]["names"]
-    overlap = dict(zip(names, report["matrix"]["overlap"]))
-    conflict = dict(zip(names, report["matrix"]["conflict"]))
-    # leak holds on a b c; leak_too on a b f; drain on c d; wet on d e
-    assert overlap["leak"][names.index("leak_too")] == 2 and conflict["leak"][names.index("leak_too")] == 0
-    assert overlap["leak"][names.index("drain")] == 1 and conflict["leak"][names.index("drain")] == 1
-    assert overlap["leak"][names.index("leak")] == 3
+    matrix = report["matrix"]
+    assert matrix["names"] == ["leak", "leak_too", "drain", "wet"]
+    assert matrix["rows"] == [3, 3, 2, 2]  # leak: a b c; leak_too: a b f; drain: c d; wet: d e
+    assert matrix["pairs"] == [
+        {"a": "leak", "b": "leak_too", "rows": 2, "conflict": False},
+        {"a": "leak", "b": "drain", "rows": 1, "conflict": True},
+        {"a": "drain", "b": "wet", "rows": 1, "conflict": False},
+    ]
     assert [r["id"] for r in report["errors"]["leak"]] == ["b", "c"]
     # b: leak and leak_too (both 漏水) hold, label 排水; their precision 1/3 and 2/3 is not >= 0.9
     assert report["noise"] == []
@@ -63,6 +64,8 @@ def test_stats_has_the_overlap_matrix_wrong_rows_and_label_noise(files, tmp_path
     code, out = run("stats", rules, "-d", data, "--errors", "1", "--plot", plot)
     assert code == 0 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "rules sharing rows" in out and "1!" in out and "wrong rows of leak:" in out
+    table = out[out.index("rules sharing rows"):].splitlines()
+    assert table[3].split() == ["1", "leak", "漏水", "3", "·", "2", "1!"]  # the busiest rule first
 
 
 def test_stats_without_labels_fails_cleanly(files, tmp_path):
@@ -131,3 +134,10 @@ def test_why_not_and_profile_refuse_what_they_cannot_do(files, tmp_path):
     out_path = tmp_path / "out.parquet"
     code, out = run("score", data, "-r", rules, "-o", out_path, "--profile", "--ray")
     assert code == 2 and "--profile: not with --ray" in out and not out_path.exists()
+
+
+def test_stats_on_the_sample_where_no_rules_share_rows(tmp_path):
+    plot = tmp_path / "overlap.png"
+    code, out = run("stats", SAMPLE / "rules", "-d", SAMPLE / "sample.parquet", "--plot", plot)
+    assert code == 0 and "no two rules hold on the same row" in out
+    assert plot.read_bytes()[:4] == b"\x89PNG"
