@@ -8,6 +8,8 @@ decides (wins).
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pyarrow as pa
 
@@ -27,30 +29,35 @@ def rule_stats(engine: Engine, table: pa.Table, fired: np.ndarray | None = None)
     labels = np.array(table.column("label").to_pylist(), dtype=object)
     tasks = np.array(table.column("task").to_pylist(), dtype=object) if "task" in table.schema.names else None
     rules = engine.plan.rules
-    rule_labels = np.array([r.label for r in rules], dtype=object)
     rows = []
     for target in engine.targets:
         ranks = [i for i, r in enumerate(rules) if r.target == target]
         in_task = np.ones(len(labels), bool) if tasks is None else tasks == target
         n_task = int(in_task.sum())
-        winners = np.array(scored.column(f"{target}_rule").to_pylist(), dtype=object)
+        wins = Counter(scored.column(f"{target}_rule").to_pylist())
         block = fired[:, ranks]
+        # Per row: how many rules of the target hold, and how many of them say each label; a
+        # rule overlaps where more than itself holds, conflicts where one with another label does.
+        holding = block.sum(axis=1)
+        said = {label: block[:, [j for j, r in enumerate(ranks) if rules[r].label == label]].sum(axis=1)
+                for label in {rules[r].label for r in ranks}}
         for j, rank in enumerate(ranks):
             rule = rules[rank]
-            hit = block[:, j]
-            others = np.delete(block, j, axis=1)
-            differing = others[:, rule_labels[ranks][np.arange(len(ranks)) != j] != rule.label]
-            covered = int(hit.sum())
-            correct = int((hit & (labels == rule.label)).sum())
-            labelled = int((hit & (labels != None)).sum())  # noqa: E711 (element-wise)
+            hit = np.flatnonzero(block[:, j])
+            covered = int(hit.size)
+            truth = labels[hit]
+            correct = int((truth == rule.label).sum())
+            labelled = int((truth != None).sum())  # noqa: E711 (element-wise)
+            overlapping = int((holding[hit] > 1).sum())
+            conflicting = int((holding[hit] > said[rule.label][hit]).sum())
             rows.append({
                 "rule": rule.name, "target": target, "label": rule.label, "priority": rule.priority,
                 "coverage": covered / n_task if n_task else 0.0, "rows": covered,
-                "overlaps": float((hit & others.any(axis=1)).sum() / covered) if covered else 0.0,
-                "conflicts": float((hit & differing.any(axis=1)).sum() / covered) if covered else 0.0,
+                "overlaps": overlapping / covered if covered else 0.0,
+                "conflicts": conflicting / covered if covered else 0.0,
                 "correct": correct, "incorrect": labelled - correct,
                 "precision": correct / labelled if labelled else None,
-                "wins": int((winners == rule.name).sum()),
+                "wins": wins.get(rule.name, 0),
                 "location": str(rule.name_span),
             })
     return rows
