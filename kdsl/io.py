@@ -1,38 +1,183 @@
-"""Files in and out: atomic writes, so that a failed or interrupted job leaves no partial output."""
+"""Files in and out: atomic writes, so that a failed or interrupted job leaves no partial output.
+
+An output is written to a hidden temporary beside its target, ``.NAME.HOST-PID.RANDOM.partial``,
+and renamed over the target only once it is complete. An error, Ctrl-C or SIGTERM (the CLI
+treats it as Ctrl-C, :func:`sigterm_as_interrupt`) removes the temporary; a run killed outright
+(SIGKILL, a power cut) cannot, so the next write to the same target removes the leftovers whose
+process is gone. The target keeps what a user expects of ``>``: a new file gets the umask's
+mode, an existing one keeps its mode, a symlink is written through to its target; a directory,
+a device, a FIFO or a socket is refused, and so is a read-only file.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import queue
+import re
+import shutil
+import signal
+import socket
+import stat
 import tempfile
 import threading
 from pathlib import Path
+
+from kdsl.errors import InputError
+
+PARTIAL = ".partial"
 
 
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename,
     on any error (KeyboardInterrupt included) it is removed and ``path`` is left as it was.
+    :class:`InputError` when ``path`` cannot be written (see the module's docstring).
 
     >>> with atomic_path("out.parquet") as tmp:      # doctest: +SKIP
     ...     write_parquet(table, tmp)
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+    target = writable_target(path)
+    remove_leftovers(target)
+    existing = target.stat() if target.exists() else None
+    fd, tmp = tempfile.mkstemp(prefix=_partial_prefix(target), suffix=PARTIAL, dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        os.chmod(tmp, stat.S_IMODE(existing.st_mode) if existing else 0o666 & ~_umask())
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
 
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yield a fresh temporary directory; on success it replaces ``path`` (an existing directory
+    there is swapped out, then removed); on any error it is removed. Parents are created.
+
+    >>> with atomic_directory("model/") as tmp:      # doctest: +SKIP
+    ...     (tmp / "config.json").write_text("{}")
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    existing = path.stat() if path.exists() else None
+    tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(path), suffix=PARTIAL, dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, stat.S_IMODE(existing.st_mode) if existing else 0o777 & ~_umask())
+        if path.exists():
+            # os.replace cannot put a directory over a non-empty one: move the old one aside
+            # first, so that at every moment `path` is either the old directory or the new one.
+            old = Path(tempfile.mkdtemp(prefix=_partial_prefix(path), suffix=PARTIAL, dir=path.parent))
+            os.replace(path, old / "old")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def writable_target(path) -> Path:
+    """The file an atomic write of ``path`` replaces: ``path``, or a symlink's final target.
+    :class:`InputError` for a missing folder, a directory, a non-regular file, a read-only file.
+
+    >>> writable_target("/dev/null")
+    Traceback (most recent call last):
+    ...
+    kdsl.errors.InputError: /dev/null: not a regular file (a device, FIFO or socket); kdsl writes regular files only
+    """
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if not target.parent.is_dir():
+        raise InputError(f"{path}: no folder {target.parent} to write into")
+    try:
+        status = target.stat()
+    except FileNotFoundError:
+        return target
+    if stat.S_ISDIR(status.st_mode):
+        raise InputError(f"{path}: is a directory; name a file to write")
+    if not stat.S_ISREG(status.st_mode):
+        raise InputError(f"{path}: not a regular file (a device, FIFO or socket); kdsl writes regular files only")
+    if not status.st_mode & 0o222 or not os.access(target, os.W_OK):
+        raise InputError(f"{path}: the file is read-only; kdsl does not replace it")
+    return target
+
+
 def write_text_atomically(path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
+
+
+def _partial_prefix(target: Path) -> str:
+    """``.NAME.HOST-PID.``: whose temporary this is, so that a later run can tell a leftover."""
+    return f".{target.name}.{_host()}-{os.getpid()}."
+
+
+def remove_leftovers(target) -> list[Path]:
+    """Remove the temporaries of earlier writes of ``target`` whose process, on this host, is no
+    longer running (a SIGKILLed run); return them. Those of live processes are left alone."""
+    target = Path(target)
+    pattern = re.compile(re.escape(f".{target.name}.{_host()}-") + r"(\d+)\.[^/]*" + re.escape(PARTIAL) + "$")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in target.parent.iterdir():
+            found = pattern.match(entry.name)
+            if found and not _alive(int(found.group(1))):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM (what ``timeout``, ``docker stop`` and Kubernetes send) raises
+    KeyboardInterrupt like Ctrl-C, so that every ``atomic_path`` and ``finally`` cleans up.
+    Only the main thread can set a handler; elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def prefetch(iterable, depth: int = 2):

@@ -179,7 +179,7 @@ def import_ray():
 
 
 def _run(plan, input_path, output, columns, address) -> None:
-    from kdsl.adapters.storage import atomic_directory
+    from kdsl.io import atomic_directory
 
     ray = import_ray()
     started = not ray.is_initialized()

@@ -35,7 +35,8 @@ import numpy as np
 
 from kdsl.adapters.base import AdapterError
 from kdsl.adapters.baseline import BaselineAdapter, Settings
-from kdsl.adapters.storage import atomic_directory, read_config, write_config
+from kdsl.adapters.storage import read_config, write_config
+from kdsl.io import atomic_directory
 
 INPUTS = ("ids", "id_bags", "images", "image_rows", "mask")
 OUTPUT = "probabilities"

@@ -27,7 +27,8 @@ from kdsl.adapters.base import (
     row_tasks,
     with_predictions,
 )
-from kdsl.adapters.storage import atomic_directory, read_config, write_config
+from kdsl.adapters.storage import read_config, write_config
+from kdsl.io import atomic_directory
 
 DEFAULT_SCORE = "model_score"
 

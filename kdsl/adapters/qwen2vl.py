@@ -58,13 +58,14 @@ from kdsl.adapters.base import (
     with_predictions,
 )
 from kdsl.adapters.storage import (
-    atomic_directory,
     read_config,
     read_weights,
     write_config,
     write_weights,
 )
+from kdsl.io import atomic_directory
 from kdsl.data.augment import augment_image
+from kdsl.limits import check_model_settings
 
 MODEL_FOLDER = "model"  # the Hugging Face folder inside a saved model directory
 LORA_FOLDER = "lora"  # peft's adapter folder inside a saved LoRA model directory
@@ -101,6 +102,7 @@ class Settings:
     lora_dropout: float = 0.0
 
     def __post_init__(self):
+        check_model_settings(self, "qwen2vl settings")
         if self.epochs < 1 or self.gradient_accumulation < 1 or self.top_k < 1 or self.cutoff < 16:
             raise AdapterError("epochs, gradient_accumulation and top_k must be at least 1, cutoff at least 16")
         if self.lora_rank < 0 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:

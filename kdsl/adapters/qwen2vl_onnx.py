@@ -34,7 +34,8 @@ import torch
 from kdsl.adapters.base import AdapterError
 from kdsl.adapters.onnx_export import ExportedModel, open_session, quiet_export
 from kdsl.adapters.qwen2vl import IMAGE_PAD, Prompt, Qwen2VLAdapter, Settings
-from kdsl.adapters.storage import atomic_directory, write_config
+from kdsl.adapters.storage import write_config
+from kdsl.io import atomic_directory
 
 VISION, DECODER, PROCESSOR = "vision.onnx", "decoder.onnx", "processor"
 VISION_INPUTS, VISION_OUTPUT = ["pixel_values", "patch_positions"], "image_embeds"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import types
-from pathlib import Path
 
 import click
 
@@ -22,7 +20,22 @@ class InputProblem(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """SIGTERM handled as Ctrl-C; and (a bridge until the CLI's error edge lands) a
+    ``kdsl.errors.KdslError`` from the library is ``error: ...`` and exit 2, like InputProblem."""
+
+    def invoke(self, ctx):
+        from kdsl.errors import KdslError as LibraryError
+        from kdsl.io import sigterm_as_interrupt
+
+        try:
+            with sigterm_as_interrupt():  # outputs are cleaned up on SIGTERM as on Ctrl-C
+                return super().invoke(ctx)
+        except LibraryError as error:
+            raise InputProblem(str(error)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kdsl")
 def main():
     """kdsl: readable, correctable rules for e-commerce intent recognition."""
@@ -37,35 +50,11 @@ def load_engine(paths):
         raise InputProblem(str(error)) from None
 
 
-def read_parquet(path):
-    """A Parquet file — or a directory of them, as ``--ray`` and Spark write — opened for
-    reading with ``ParquetFile``'s interface (schema_arrow, metadata.num_rows, read,
-    iter_batches); InputProblem when it is missing or not Parquet."""
-    import pyarrow.parquet as pq
+def read_parquet(path, columns=None, require=(), require_text=False):
+    """``kdsl.data.tables.open_parquet(path)``, its columns checked against the record schema
+    (``check_columns``); InputProblem when it cannot be used."""
+    from kdsl.data.tables import check_columns, open_parquet
 
-    try:
-        return ParquetDirectory(path) if Path(path).is_dir() else pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise InputProblem(f"{path}: no such file") from None
-    except Exception as error:  # pyarrow raises several types for a file that is not Parquet
-        raise InputProblem(f"{path}: not a readable Parquet file ({error})") from None
-
-
-class ParquetDirectory:
-    """The Parquet files of a directory as one source, in the surface of ``pq.ParquetFile``
-    that the commands use."""
-
-    def __init__(self, path):
-        import pyarrow.dataset as ds
-
-        self.dataset = ds.dataset(path, format="parquet")
-        if not self.dataset.files:
-            raise ValueError("a directory without Parquet files")
-        self.schema_arrow = self.dataset.schema
-        self.metadata = types.SimpleNamespace(num_rows=self.dataset.count_rows())
-
-    def read(self, columns=None):
-        return self.dataset.to_table(columns=columns)
-
-    def iter_batches(self, batch_size=65536, columns=None):
-        return self.dataset.to_batches(columns=columns, batch_size=batch_size)
+    source = open_parquet(path)
+    check_columns(source.schema_arrow, path, columns, require=require, require_text=require_text)
+    return source

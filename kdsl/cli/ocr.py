@@ -48,14 +48,8 @@ def ocr(input_path, output, images_root, workers, cache_dir, no_cache):
         raise InputProblem("the output would overwrite the input; choose another -o")
     if not Path(images_root).is_dir():
         raise InputProblem(f"--images {images_root}: no such directory")
-    source = read_parquet(input_path)
+    source = read_parquet(input_path, require=("image_paths",))
     schema = source.schema_arrow
-    if "image_paths" not in schema.names:
-        raise InputProblem(f"{input_path}: no 'image_paths' column to read images from")
-    paths_type = schema.field("image_paths").type
-    if not (pa.types.is_list(paths_type) or pa.types.is_large_list(paths_type)) or not (
-            pa.types.is_string(paths_type.value_type) or pa.types.is_large_string(paths_type.value_type)):
-        raise InputProblem(f"{input_path}: 'image_paths' is {paths_type}, expected list<string>")
 
     try:
         files = ocr_data.image_files(source.read(columns=["image_paths"]).column("image_paths"),

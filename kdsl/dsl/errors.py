@@ -11,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from kdsl.dsl.ast import Span
+from kdsl.errors import LimitError
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,11 @@ class KdslError(Exception):
     def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = sorted(diagnostics, key=lambda d: (d.span.path, d.span.line, d.span.column))
         super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+class RuleLimitError(KdslError, LimitError):
+    """A rule file asks for more than kdsl allows (``kdsl.limits``): located like any problem
+    in a rule file, and a ``kdsl.errors.LimitError``."""
 
 
 def did_you_mean(name: str, choices) -> str:

@@ -26,16 +26,14 @@ from kdsl.engine.compiler import Plan, compile_rules
 from kdsl.engine.kernel import evaluate_rows
 from kdsl.engine.matcher import AtomMatcher
 from kdsl.engine.normalize import normalize_array
+from kdsl.data.tables import check_record
+from kdsl.errors import InputError  # the input table does not fit the rules (missing column, wrong type)
 
 SOURCES = ("rule", "model")
 BATCH_ROWS = 65536  # rows normalised and scanned together: buffers stay small and are reused
 CALIBRATION_ROWS = 4096  # rows whose atom hit rates choose the rule triggers
 _NO_ROWS = np.zeros((0, 0), dtype=np.uint8)
 _ROW_ZERO = np.zeros(1, dtype=np.int64)
-
-
-class InputError(ValueError):
-    """The input table does not fit the rules (a missing column, a column of the wrong type)."""
 
 
 class Engine:
@@ -241,6 +239,7 @@ class Engine:
         >>> engine.predict({"user": "漏水了", "model_label": "是否好用"})   # doctest: +SKIP
         {'intent': '反馈密封性不好', 'intent_rule': 'leak_feedback', 'intent_source': 'rule'}
         """
+        check_record(record)
         plan = self.plan
         normalized = [normalize_text(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
         # One buffer for all fields: field f of the single row is blob[bounds[f]:bounds[f + 1]].
@@ -298,6 +297,7 @@ class Engine:
         """Every rule that matches ``record``: the deciding rule of each target first, then the
         rest in the order they are tried, each with the literals that matched and their
         character offsets in the normalised text."""
+        check_record(record)
         decided = reference.winners(self.ruleset, record)
         has_task = "task" in record
         norm = reference.Record(record)
