@@ -65,6 +65,7 @@ from kdsl.adapters.storage import (
 )
 from kdsl.io import atomic_directory
 from kdsl.data.augment import augment_image
+from kdsl.data.images import ImageRejected, open_image
 from kdsl.limits import check_model_settings
 
 MODEL_FOLDER = "model"  # the Hugging Face folder inside a saved model directory
@@ -488,17 +489,18 @@ def _token_id(tokenizer, token: str) -> int:
 
 
 def _row_images(record: dict, root) -> list:
-    """The row's images as RGB PIL images; unreadable or missing files are left out, and no
-    image is read without a data root."""
-    from PIL import Image, UnidentifiedImageError
+    """The row's images as RGB PIL images; refused (outside the root, not a regular file, too
+    large: ``kdsl.data.images``), unreadable or missing files are left out, and no image is read
+    without a data root."""
+    from PIL import Image
 
     if root is None:
         return []
     images = []
     for name in record.get("image_paths") or []:
         try:
-            with Image.open(Path(root) / name) as image:
+            with open_image(root, name) as image:
                 images.append(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError):
+        except (ImageRejected, OSError, ValueError, Image.DecompressionBombError):
             continue
     return images

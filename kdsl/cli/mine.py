@@ -68,13 +68,9 @@ def _llm_proposer(model, max_new_tokens, task):
 
 def _labelled_rows(path, task) -> list[dict]:
     """The rows of ``task`` that have a label, with their text fields."""
-    table = read_parquet(path).read()
-    if "label" not in table.schema.names:
-        raise InputProblem(f"{path}: no 'label' column; mining needs labelled rows")
-    if not any(f in table.schema.names for f in ("user", "agent", "ocr")):
-        raise InputProblem(f"{path}: no text column (user, agent or ocr) to mine")
-    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in table.schema.names]
-    rows = [r for r in table.select(columns).to_pylist()
+    source = read_parquet(path, require=("label",), require_text=True)
+    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in source.schema_arrow.names]
+    rows = [r for r in source.read(columns=columns).to_pylist()
             if r["label"] is not None and r.get("task", task) == task]
     if not rows:
         raise InputProblem(f"{path}: no labelled rows of task '{task}'")

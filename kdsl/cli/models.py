@@ -192,7 +192,10 @@ def predict(input_path, model_dir, output, images_root, batch_size, runtime, lab
     if any(value is not None for value in columns.values()) and adapter.name != "precomputed":
         given = [name for name, value in _flags(columns).items() if value is not None]
         raise InputProblem(f"{', '.join(given)}: only for a precomputed model, and {model_dir} is {adapter.name}")
-    source = read_parquet(input_path)
+    # A model that knows the intent task reads the dialogue: without a 'user' column every
+    # prediction would be made from nothing, silently.
+    reads_dialogue = "intent" in adapter.labels and adapter.name != "precomputed"
+    source = read_parquet(input_path, require=("user",) if reads_dialogue else ())
     schema = adapter.output_schema(source.schema_arrow)
     rows = 0
     try:

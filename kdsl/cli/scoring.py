@@ -108,25 +108,31 @@ def _select(schema, names):
 @main.command()
 @click.argument("input_path", metavar="INPUT.parquet", type=click.Path())
 @click.option("-r", "--rules", "rule_paths", multiple=True, required=True, type=click.Path())
-@click.option("--id", "row_id", required=True, help="The id of the row to explain.")
+@click.option("--id", "row_id", default=None, help="The id of the row to explain.")
+@click.option("--find", default=None, metavar="TEXT",
+              help="Instead of explaining: list the ids of rows whose user, agent or ocr text contains TEXT.")
+@click.option("--label", default=None, help="Instead of explaining: list the ids of rows with this label.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def explain(input_path, rule_paths, row_id, as_json):
-    """Show every rule that matches one row, the deciding rule first, with matched literals."""
+def explain(input_path, rule_paths, row_id, find, label, as_json):
+    """Show every rule that matches one row, the deciding rule first, with matched literals.
+    Without --id, --find and --label list the ids of matching rows (with their text) to choose one."""
     import pyarrow.compute as pc
 
     engine = load_engine(rule_paths)
-    source = read_parquet(input_path)
-    if "id" not in source.schema_arrow.names:
-        raise InputProblem(f"{input_path}: no 'id' column")
+    source = read_parquet(input_path, require=("id",))
+    if row_id is None:
+        if find is None and label is None:
+            raise InputProblem("give --id ID, or --find TEXT / --label LABEL to list the ids of matching rows")
+        _list_ids(source, input_path, find, label)
+        return
     columns = [c for c in source.schema_arrow.names if c in engine.fields or c == "id"]
-    record = None
-    for batch in source.iter_batches(columns=columns):
-        found = batch.filter(pc.equal(batch.column("id"), row_id))
-        if found.num_rows:
-            record = found.to_pylist()[0]
-            break
-    if record is None:
-        raise InputProblem(f"{input_path}: no row with id {row_id!r}")
+    found = [batch.filter(pc.equal(batch.column("id"), row_id)) for batch in source.iter_batches(columns=columns)]
+    records = [record for batch in found for record in batch.to_pylist()]
+    if not records:
+        raise InputProblem(f"{input_path}: no row with id {row_id!r} (--find TEXT lists ids)")
+    if len(records) > 1:
+        raise InputProblem(f"{input_path}: {len(records)} rows have id {row_id!r}; ids must be unique to explain a row")
+    record = records[0]
     matches = engine.explain(record)
     outputs = engine.predict(record)
     if as_json:
@@ -141,6 +147,18 @@ def explain(input_path, rule_paths, row_id, as_json):
         click.echo(f"{mark} {m['rule']} -> {m['target']} = {m['label']}  (priority {m['priority']}, {m['location']})")
         for hit in m["matches"]:
             click.echo(f"      {hit['field']}[{hit['start']}:{hit['end']}] {hit['literal']!r}")
+
+
+def _list_ids(source, input_path, text, label, shown=20):
+    from kdsl.data.tables import find_rows
+
+    rows, total = find_rows(source, text=text, label=label, limit=shown)
+    if not rows:
+        raise InputProblem(f"{input_path}: no row matches")
+    for row in rows:
+        click.echo(f"{row['id']}\t{row.get('label') or '-'}\t{row['text']}")
+    if total > len(rows):
+        click.echo(f"... {total - len(rows)} more rows match", err=True)
 
 
 @main.command()
