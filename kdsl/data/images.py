@@ -75,13 +75,22 @@ def read_image(root, name: str, limit: int = MAX_IMAGE_BYTES) -> bytes:
         raise ImageRejected(name, "no such file") from None
     except OSError as error:
         raise ImageRejected(name, error.strerror or str(error)) from None
-    with os.fdopen(fd, "rb") as file:
-        status = os.fstat(file.fileno())
+    try:
+        status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):
             raise ImageRejected(name, "not a regular file")
         if status.st_size > limit:
             raise ImageRejected(name, f"{status.st_size} bytes; the limit is {limit}")
-        data = file.read(limit + 1)
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
     if len(data) > limit:  # grew while being read
         raise ImageRejected(name, f"more than {limit} bytes; the limit is {limit}")
     return data

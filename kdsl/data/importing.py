@@ -39,8 +39,13 @@ class Reject:
         return f"{self.where}{who}: {self.reason}"
 
     def to_json(self) -> str:
-        return json.dumps({"where": self.where, "id": self.id, "reason": self.reason,
-                           "sample": self.sample}, ensure_ascii=False)
+        record = {"where": self.where, "id": self.id, "reason": self.reason, "sample": self.sample}
+        text = json.dumps(record, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (a reason to reject): keep it as an escape
+            text = json.dumps(record)
+        return text
 
 
 @dataclass
