@@ -193,13 +193,24 @@ class Runner:
             self.outcomes[name] = "skipped"
             self.log(f"{name}: up to date, skipped")
             return
-        self.log(f"{name}: running")
+        self.log(f"{name}: running{self._why(name, signature)}")
         started = time.perf_counter()
         work()
         self.log(f"{name}: done in {time.perf_counter() - started:.1f} s")
         self.state[name] = signature
         self.outcomes[name] = "ran"
         write_text_atomically(self.state_path, json.dumps(self.state, indent=2, ensure_ascii=False) + "\n")
+
+
+    def _why(self, name: str, signature: dict) -> str:
+        """`` (changed: rules/intent.kdsl)``: what differs from the last run of the step."""
+        before = self.state.get(name)
+        if before is None:
+            return ""
+        changed = [Path(p).relative_to(self.output) if Path(p).is_relative_to(self.output) else Path(p)
+                   for p, digest in signature["inputs"].items() if before["inputs"].get(p) != digest]
+        reasons = [str(p) for p in changed] + (["settings"] if before.get("settings") != signature["settings"] else [])
+        return f" (changed: {', '.join(reasons)})" if reasons else " (an output is missing)"
 
 
 def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[str, str]:
@@ -242,14 +253,16 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
                     lambda v=variant: _score(predicted[v], _kept(selection, rules), scored[v]))
 
     evaluation = output / "evaluation.json"
-    runner.step("evaluate", list(scored.values()), {"tasks": mining["tasks"]}, [evaluation],
+    # The rule files are inputs of evaluate and report too: after a hand edit of a rule the
+    # evaluation and report.md are redone even when the scored tables come out the same.
+    runner.step("evaluate", [*scored.values(), *rules], {"tasks": mining["tasks"]}, [evaluation],
                 lambda: _evaluate(scored, evaluation, mining["tasks"]))
     seesaw = output / "seesaw.json"
     seesaw_settings = {**config["seesaw"], "images": images}
     runner.step("seesaw", [tables["train"], tables["dev"]], seesaw_settings, [seesaw],
                 lambda: _seesaw(tables["train"], tables["dev"], seesaw, seesaw_settings, log))
     report = output / "report.md"
-    runner.step("report", [evaluation, seesaw, selection, scored["flip"], scored["noflip"]], {}, [report],
+    runner.step("report", [evaluation, seesaw, selection, scored["flip"], scored["noflip"], *rules], {}, [report],
                 lambda: _report(output, evaluation, seesaw, selection, scored, report, log))
     return runner.outcomes
 
@@ -407,17 +420,22 @@ def _llm_proposer(mining: dict, task: str):
 def _train(train: Path, model: Path, settings: dict, log: Callable[[str], None]) -> None:
     from kdsl.adapters import AdapterError, adapter_class
 
+    epochs: list[str] = []
     if settings["adapter"] == "qwen2vl":  # flips each image with a probability while it trains
         extra = {"model": settings["base"], "flip_probability": 0.5 if settings["flip"] else 0.0}
+        epoch_log = log  # an epoch takes minutes to hours: every one is news
     else:
         extra = {"flip": settings["flip"]}
+        epoch_log = epochs.append  # seconds each: only the last epoch's line is shown
     try:
         adapter = adapter_class(settings["adapter"]).train(
-            _read_table(train), images=settings["images"], log=log, epochs=settings["epochs"],
+            _read_table(train), images=settings["images"], log=epoch_log, epochs=settings["epochs"],
             seed=settings["seed"], **extra, **settings["options"])
         adapter.save(model)
     except AdapterError as error:
         raise PipelineError(f"[model]: {error}") from None
+    if epochs:
+        log(f"train: {len(epochs)} epochs; last: {epochs[-1]}")
 
 
 def _predict(dev: Path, model: Path, target: Path, images) -> None:

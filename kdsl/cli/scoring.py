@@ -64,6 +64,10 @@ def score(input_path, rule_paths, output, keep, threads, batch_size, ray_address
         return
     if ray_workers is not None:
         raise InputProblem("--ray-workers: only with --ray")
+    from kdsl.engine import COMPILE_NOTE, kernels_compiled
+
+    if not kernels_compiled():
+        click.echo(COMPILE_NOTE, err=True)
     progress = tqdm(total=source.metadata.num_rows, unit="rows", disable=not sys.stderr.isatty())
     # Reading, scoring and writing overlap: the next batch is decoded and the previous one
     # encoded while the kernel scores the current one (all three release the GIL).
