@@ -4,11 +4,11 @@ peak resident set should depend on the batch size, not on the number of rows.
     python bench/memory.py                          # 1M and 5M rows, batch 8,192 and 65,536
     python bench/memory.py --rows 200000,1000000 --batch-sizes 8192
 
-Each measurement is one ``kdsl score`` child process; its peak RSS is the kernel's
-``ru_maxrss`` for that child (``os.wait4``). The peer in the same run is the same command with
-pyarrow's default read-ahead put back (``pq.ParquetFile(..., pre_buffer=True)`` and the
-dataset's ``pre_buffer=True``), which is what kdsl did before: the ratio shows what turning it
-off buys. Data (``bench/data/memory-v2-{rows}.parquet``, shaped like bench/engine.py's log):
+Each measurement is one ``kdsl score`` child process (``posix_spawn``); its peak RSS is the
+kernel's ``ru_maxrss`` for that child (``os.wait4``). The peer in the same run is the same command with
+pyarrow's default reading put back (``pq.ParquetFile(..., pre_buffer=True, buffer_size=0)``,
+the dataset's default options), which is what kdsl did before: the ratio shows what kdsl's
+settings buy (``kdsl.data.tables``: no pre-buffering, a 1 MiB buffered stream). Data (``bench/data/memory-v2-{rows}.parquet``, shaped like bench/engine.py's log):
 ``id``, ``task``, ``user`` / ``agent`` / ``ocr`` (6 / 16 / 12 phrases of 2–5 random hanzi plus
 the row number, ≈ 60 / 170 / 130 B; ``ocr`` 40 % null), ``model_label``; row groups of 1M rows,
 pyarrow's default. The peak includes numba compiling the kernels in the child (≈ 0.5 GB,
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -43,11 +42,10 @@ if sys.argv[1] == "pre_buffer":
     import kdsl.data.tables as tables
     original = pq.ParquetFile.__init__
     def init(self, *args, **kwargs):
-        kwargs["pre_buffer"] = True
+        kwargs["pre_buffer"], kwargs["buffer_size"] = True, 0
         original(self, *args, **kwargs)
     pq.ParquetFile.__init__ = init
-    tables._parquet_format = lambda: ds.ParquetFileFormat(
-        default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True))
+    tables._parquet_format = lambda: ds.ParquetFileFormat()
 from kdsl.cli import main
 sys.argv = ["kdsl"] + sys.argv[2:]
 main()
@@ -89,19 +87,25 @@ def make_data(rows: int) -> Path:
 
 
 def peak_rss(mode: str, data: Path, batch_size: int) -> tuple[float, float]:
-    """(peak RSS in MB, seconds) of one ``kdsl score`` of ``data``."""
+    """(peak RSS in MB, seconds) of one ``kdsl score`` of ``data``. The child is started with
+    ``posix_spawn`` (no fork): a forked child's ``ru_maxrss`` starts at the parent's size, and
+    this parent may have just generated gigabytes of data."""
     out = DATA / f"memory-out-{os.getpid()}.parquet"
+    log = DATA / f"memory-log-{os.getpid()}.txt"
+    argv = [sys.executable, "-c", CHILD, mode, "score", str(data), "-r", str(RULES), "-o", str(out),
+            "--batch-size", str(batch_size)]
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", CHILD, mode, "score", str(data), "-r", str(RULES),
-                              "-o", str(out), "--batch-size", str(batch_size)],
-                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    pid = os.posix_spawn(sys.executable, argv, {**os.environ, "PYTHONPATH": str(ROOT)}, file_actions=[
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)])
+    _, status, usage = os.wait4(pid, 0)
     seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"kdsl score failed ({child.returncode}): {child.stderr.read().decode()[-2000:]}")
+    code = os.waitstatus_to_exitcode(status)
+    message = log.read_text(errors="replace")[-2000:]
+    log.unlink(missing_ok=True)
     out.unlink(missing_ok=True)
+    if code != 0:
+        raise SystemExit(f"kdsl score failed ({code}): {message}")
     return usage.ru_maxrss / 1024, seconds
 
 
@@ -110,7 +114,7 @@ def main() -> None:
     parser.add_argument("--rows", default="1000000,5000000")
     parser.add_argument("--batch-sizes", default="8192,65536")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
-                        help="Also measure with pyarrow's pre-buffering (what kdsl did before).")
+                        help="Also measure with pyarrow's default reading (what kdsl did before).")
     args = parser.parse_args()
     sizes = [int(r) for r in args.rows.split(",")]
     batches = [int(b) for b in args.batch_sizes.split(",")]

@@ -22,8 +22,6 @@ MAX_LITERAL_CHARS = 4096
 MAX_RULE_FILE_BYTES = 8 * 1024 * 1024
 #: One image file read for OCR, thumbnails or Qwen2-VL (a phone screenshot is well under 5 MB).
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
-#: Nesting of a challenge file's JSON (real samples nest 3 levels; Python's parser recurses).
-MAX_JSON_DEPTH = 64
 
 #: The largest value of each size-like model setting a model folder's config.json may hold
 #: (its defaults are far below): the network is allocated from them before any weight is read.

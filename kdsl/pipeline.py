@@ -278,12 +278,16 @@ def _write_table(table, path: Path) -> None:
 
 
 def _read_table(path: Path):
-    import pyarrow.parquet as pq
+    """The whole table, its columns checked against the record schema (``kdsl.data.tables``)."""
+    from kdsl.data.tables import check_columns, open_parquet
+    from kdsl.errors import InputError
 
     try:
-        return pq.read_table(path)
-    except Exception as error:  # noqa: BLE001  (pyarrow raises several types for a non-Parquet file)
-        raise PipelineError(f"{path}: not a readable Parquet file ({error})") from None
+        source = open_parquet(path)
+        check_columns(source.schema_arrow, path)
+        return source.read()
+    except InputError as error:
+        raise PipelineError(str(error)) from None
 
 
 def _import(data: dict, tables: dict[str, Path]) -> None:

@@ -143,12 +143,17 @@ def open_parquet(path) -> ParquetSource:
         raise InputError(f"{path}: not a readable Parquet file ({error})") from None
 
 
+# Parquet reading whose memory follows the batch, not the file: pyarrow's defaults pre-buffer
+# (``pre_buffer=True`` reads whole column chunks ahead) and read every column chunk in one go
+# (unbuffered streams); a buffered stream reads a chunk's pages READ_BUFFER bytes at a time.
+READ_BUFFER = 1 << 20
+
+
 def _parquet_format():
-    """Parquet reading that does not pre-buffer: pyarrow's default (``pre_buffer=True``) reads
-    whole column chunks ahead, so memory grows with the file rather than the batch."""
     import pyarrow.dataset as ds
 
-    return ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
+    return ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+        pre_buffer=False, use_buffered_stream=True, buffer_size=READ_BUFFER))
 
 
 class ParquetSource:
@@ -175,7 +180,7 @@ class ParquetSource:
             self._file = None
             rows = self._dataset.count_rows()
         else:
-            self._file = pq.ParquetFile(path, pre_buffer=False)
+            self._file = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER)
             self._dataset = None
             raw = self._file.schema_arrow
             rows = self._file.metadata.num_rows

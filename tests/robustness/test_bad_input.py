@@ -209,3 +209,42 @@ def test_engine_predict_and_explain_check_the_record(record):
         engine.predict(record)
     with pytest.raises(InputError, match="record"):
         engine.explain(record)
+
+
+# ---- what an output may replace, through the commands
+
+def test_fmt_refuses_a_read_only_file_and_writes_through_a_symlink(tmp_path):
+    messy = 'rule   leak : intent = "漏水"   when user has "漏水"\n'
+    read_only = tmp_path / "ro.kdsl"
+    read_only.write_text(messy, encoding="utf-8")
+    read_only.chmod(0o444)
+    code, out = run("fmt", read_only)
+    assert_clean_error(code, out, "read-only")
+    assert read_only.read_text(encoding="utf-8") == messy
+    real = tmp_path / "real.kdsl"
+    real.write_text(messy, encoding="utf-8")
+    link = tmp_path / "link.kdsl"
+    link.symlink_to(real)
+    code, out = run("fmt", link)
+    assert code == 0, out
+    assert link.is_symlink() and real.read_text(encoding="utf-8") != messy
+
+
+def test_score_refuses_to_replace_a_non_regular_file(tmp_path, rules):
+    """-o /dev/null as root replaced the device node; a FIFO stands in for it here (a regression
+    must not break the test machine's /dev/null)."""
+    import os
+    import stat
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, out = run("score", parquet(tmp_path, labelled()), "-r", rules, "-o", fifo)
+    assert_clean_error(code, out, "not a regular file")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_the_pipeline_checks_a_record_table_input(tmp_path):
+    from kdsl.pipeline import PipelineError, _read_table
+
+    with pytest.raises(PipelineError, match="column 'label' is int64"):
+        _read_table(parquet(tmp_path, labelled(label=[1, 2, 3, 4])))
