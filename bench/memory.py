@@ -8,7 +8,7 @@ Each measurement is one ``kdsl score`` child process (``posix_spawn``); its peak
 kernel's ``ru_maxrss`` for that child (``os.wait4``). The peer in the same run is the same command with
 pyarrow's default reading put back (``pq.ParquetFile(..., pre_buffer=True, buffer_size=0)``,
 the dataset's default options), which is what kdsl did before: the ratio shows what kdsl's
-settings buy (``kdsl.data.tables``: no pre-buffering, a 1 MiB buffered stream). Data (``bench/data/memory-v2-{rows}.parquet``, shaped like bench/engine.py's log):
+settings buy (``kdsl.io.open_parquet``: no pre-buffering, a 1 MiB buffered stream). Data (``bench/data/memory-v2-{rows}.parquet``, shaped like bench/engine.py's log):
 ``id``, ``task``, ``user`` / ``agent`` / ``ocr`` (6 / 16 / 12 phrases of 2–5 random hanzi plus
 the row number, ≈ 60 / 170 / 130 B; ``ocr`` 40 % null), ``model_label``; row groups of 1M rows,
 pyarrow's default. The peak includes numba compiling the kernels in the child (≈ 0.5 GB,
@@ -39,7 +39,7 @@ CHILD = """
 import sys
 if sys.argv[1] == "pre_buffer":
     import pyarrow.dataset as ds, pyarrow.parquet as pq
-    import kdsl.data.tables as tables
+    import kdsl.io as tables
     original = pq.ParquetFile.__init__
     def init(self, *args, **kwargs):
         kwargs["pre_buffer"], kwargs["buffer_size"] = True, 0

@@ -34,6 +34,7 @@ import wittgenstein as lw
 from kdsl.engine import loads
 from kdsl.mining.pipeline import MiningConfig, mine
 from kdsl.mining.writer import render
+from kdsl.record import MODEL_LABEL, SCORES, TEXT_FIELDS
 
 DATA = Path(__file__).resolve().parents[1] / "../shared/data"
 RIPPER_TOP = 150  # n-grams per label, by support among that label's training rows
@@ -115,7 +116,7 @@ def _mined(train: list[dict], task: str):
 
 def _measure(rows: list[dict], task: str, result, seconds: float) -> dict:
     engine = loads(render(task, result.labels, result.rules))
-    table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in ("task", "user", "agent", "ocr")})
+    table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in ("task", *TEXT_FIELDS)})
     scored = engine.score(table).to_pylist()
     decided = [(s[task], r["label"]) for s, r in zip(scored, rows) if s[f"{task}_rule"]]
     per_label = defaultdict(lambda: [0, 0])
@@ -177,7 +178,7 @@ def with_model(epochs: int | None = None) -> dict:
     train_rows = [r for r in tables["train"].to_pylist() if r["task"] == "intent"]
     result, _ = _mined(train_rows, "intent")
     engine = loads(render("intent", result.labels, result.rules))
-    columns = [c for c in ("task", "user", "agent", "ocr", "model_label") if c in predicted.column_names]
+    columns = [c for c in ("task", *TEXT_FIELDS, MODEL_LABEL) if c in predicted.column_names]
     scored = engine.score(predicted.select(columns)).column("intent").to_pylist()
     gold, tasks = predicted.column("label").to_pylist(), predicted.column("task").to_pylist()
     model = predicted.column("model_label").to_pylist()
@@ -234,4 +235,4 @@ if __name__ == "__main__":
         print(f"\ntmm-sim dev weighted F1, CPU baseline trained on train ({f1['seconds']}s), rules mined on train:")
         print(f"{'':18} {'DIS':>6} {'ISS':>6} {'OSS':>6}")
         for name in ("baseline", "baseline + rules"):
-            print(f"{name:18} " + " ".join(f"{f1[name][k]:6.4f}" for k in ("DIS", "ISS", "OSS")))
+            print(f"{name:18} " + " ".join(f"{f1[name][k]:6.4f}" for k in SCORES))

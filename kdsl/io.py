@@ -21,7 +21,10 @@ import socket
 import stat
 import tempfile
 import threading
+import types
 from pathlib import Path
+
+import pyarrow as pa
 
 from kdsl.errors import InputError
 
@@ -178,6 +181,132 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def write_table_atomically(table, path) -> None:
+    """``table`` (Arrow) as the Parquet file ``path``, written whole or not at all."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def decoded_type(data_type: pa.DataType) -> pa.DataType:
+    """``data_type`` with dictionary encoding removed (at any depth of lists)."""
+    if pa.types.is_dictionary(data_type):
+        return decoded_type(data_type.value_type)
+    if pa.types.is_list(data_type):
+        return pa.list_(pa.field(data_type.value_field.name, decoded_type(data_type.value_type)))
+    if pa.types.is_large_list(data_type):
+        return pa.large_list(pa.field(data_type.value_field.name, decoded_type(data_type.value_type)))
+    return data_type
+
+
+def decoded_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([field.with_type(decoded_type(field.type)) for field in schema], metadata=schema.metadata)
+
+
+def decode(data):
+    """A table or record batch with its dictionary-encoded columns as plain values."""
+    target = decoded_schema(data.schema)
+    return data if target.equals(data.schema) else data.cast(target)
+
+
+def open_parquet(path, require=(), require_text=False) -> ParquetSource:
+    """A Parquet file, or a directory of them (what ``--ray`` and Spark write), as one source
+    with ``pq.ParquetFile``'s surface: ``schema_arrow``, ``metadata.num_rows``, ``read`` and
+    ``iter_batches``. :class:`InputError` when it is missing, not Parquet, a directory whose
+    files disagree on their columns, or when its columns do not fit the record schema
+    (``kdsl.record.check_columns``, which ``require`` and ``require_text`` are passed to).
+    Dictionary-encoded columns are decoded to plain values as they are read.
+
+    >>> source = open_parquet("train.parquet")                          # doctest: +SKIP
+    >>> for batch in source.iter_batches(batch_size=8192, columns=["user"]):  # doctest: +SKIP
+    ...     ...
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        source = ParquetSource(path)
+    except InputError:
+        raise
+    except Exception as error:  # pyarrow raises several types for a file that is not Parquet
+        raise InputError(f"{path}: not a readable Parquet file ({error})") from None
+    from kdsl.record import check_columns
+
+    check_columns(source.schema_arrow, path, require=require, require_text=require_text)
+    return source
+
+
+def read_parquet(path, columns=None):
+    """The whole table of a Parquet file or directory (``columns``: only those); InputError as
+    for ``open_parquet``."""
+    return open_parquet(path).read(columns=columns)
+
+
+# Parquet reading whose memory follows the batch, not the file: pyarrow's defaults pre-buffer
+# (``pre_buffer=True`` reads whole column chunks ahead) and read every column chunk in one go
+# (unbuffered streams); a buffered stream reads a chunk's pages READ_BUFFER bytes at a time.
+READ_BUFFER = 1 << 20
+
+
+def _parquet_format():
+    import pyarrow.dataset as ds
+
+    return ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+        pre_buffer=False, use_buffered_stream=True, buffer_size=READ_BUFFER))
+
+
+class ParquetSource:
+    """See :func:`open_parquet`."""
+
+    def __init__(self, path: Path):
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        self.path = path
+        if path.is_dir():
+            files = sorted(str(p) for p in path.rglob("*.parquet") if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise InputError(f"{path}: a directory without Parquet files")
+            raw = pq.read_schema(files[0])
+            first = decoded_schema(raw).remove_metadata()
+            for file in files[1:]:
+                other = decoded_schema(pq.read_schema(file)).remove_metadata()
+                if not other.equals(first):
+                    raise InputError(f"{path}: {Path(file).name} has other columns than {Path(files[0]).name} "
+                                     f"({_difference(first, other)}); every file of a directory must have "
+                                     "the same schema")
+            self._dataset = ds.dataset(files, schema=raw, format=_parquet_format())
+            self._file = None
+            rows = self._dataset.count_rows()
+        else:
+            self._file = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER)
+            self._dataset = None
+            raw = self._file.schema_arrow
+            rows = self._file.metadata.num_rows
+        self.schema_arrow = decoded_schema(raw)
+        self.metadata = types.SimpleNamespace(num_rows=rows)
+
+    def read(self, columns=None) -> pa.Table:
+        table = self._file.read(columns=columns) if self._file is not None else self._dataset.to_table(columns=columns)
+        return decode(table)
+
+    def iter_batches(self, batch_size=65536, columns=None):
+        batches = (self._file.iter_batches(batch_size=batch_size, columns=columns) if self._file is not None
+                   else self._dataset.to_batches(columns=columns, batch_size=batch_size))
+        return (decode(batch) for batch in batches)
+
+
+def _difference(a: pa.Schema, b: pa.Schema) -> str:
+    parts = []
+    for name in dict.fromkeys(a.names + b.names):
+        ta = a.field(name).type if name in a.names else None
+        tb = b.field(name).type if name in b.names else None
+        if ta != tb:
+            parts.append(f"'{name}': {ta or 'missing'} vs {tb or 'missing'}")
+    return "; ".join(parts[:3]) or "column order"
 
 
 def prefetch(iterable, depth: int = 2):

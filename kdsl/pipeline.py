@@ -19,7 +19,7 @@ files plus its config section, stored per step in ``OUTPUT/.steps.json``, and it
     max_predicates = 5
     min_reward = 0.8
     [model]
-    adapter = "baseline"          # or "qwen2vl" with base = "path/to/Qwen2-VL-7B-Instruct"
+    adapter = "baseline"          # or "qwen2vl" with base = "path/to/Qwen2-VL-7B-Instruct" (its model option)
     epochs = 25
     seed = 0
     options = {}                  # passed to the adapter's training (e.g. learning_rate = 5e-6)
@@ -36,12 +36,12 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from kdsl.io import atomic_path, write_text_atomically
+from kdsl.errors import ConfigError, context
+from kdsl.io import read_parquet, write_table_atomically, write_text_atomically
+from kdsl.record import MINING_COLUMNS, SCORE_OF_TASK, TASKS, TEXT_FIELDS
 
 STEPS_FILE = ".steps.json"
 VARIANTS = ("noflip", "flip")  # model trained without / with horizontal-flip augmentation
-TASKS = ("intent", "scene")
-ADAPTERS = ("baseline", "qwen2vl")
 PROPOSERS = ("ngram", "llm")
 
 # section -> {key: (types, default)}
@@ -52,14 +52,23 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "mining": {"tasks": ((list,), ["intent"]), "proposer": ((str,), "ngram"), "llm_model": ((str,), None),
                "seed": ((int,), 0), "max_predicates": ((int,), 5), "min_reward": ((int, float), 0.8),
                "select_folds": ((int,), 3)},
-    "model": {"adapter": ((str,), "baseline"), "base": ((str,), None), "epochs": ((int,), 25),
-              "seed": ((int,), 0), "options": ((dict,), {})},
+    "model": {"adapter": ((str,), "baseline"), "epochs": ((int,), 25), "seed": ((int,), 0),
+              "options": ((dict,), {})},  # + the adapters' own keys (Option.config_key), see _schema
     "seesaw": {"seeds": ((list,), [0, 1, 2]), "epochs": ((int,), None)},
 }
 TOP_LEVEL = {"output"} | set(SCHEMA)
 
 
-class PipelineError(ValueError):
+def _schema() -> dict[str, dict[str, tuple]]:
+    """``SCHEMA`` with the ``[model]`` keys the adapters declare (e.g. qwen2vl's ``base``)."""
+    from kdsl.adapters import adapter_classes
+
+    keyed = {option.config_key: ((str,), None) for cls in adapter_classes() for option in cls.options
+             if option.config_key}
+    return {**SCHEMA, "model": {**SCHEMA["model"], **keyed}}
+
+
+class PipelineError(ConfigError):
     """A config or input the pipeline cannot use; the message says which and why."""
 
 
@@ -87,7 +96,7 @@ def load_config(path) -> dict:
         raise PipelineError(f"{path}: 'output' must be a string")
     base = path.parent
     config: dict = {"output": str((base / raw["output"]).resolve())}
-    for section, keys in SCHEMA.items():
+    for section, keys in _schema().items():
         given = raw.get(section, {})
         if not isinstance(given, dict):
             raise PipelineError(f"{path}: [{section}] must be a table")
@@ -141,14 +150,20 @@ def _check_values(config: dict, path: Path) -> None:
         fail("[mining] min_reward must be between 0 and 1")
     if mining["select_folds"] != 0 and mining["select_folds"] < 2:
         fail("[mining] select_folds must be 0 (keep every task's rules) or at least 2")
-    if model["adapter"] not in ADAPTERS:
-        fail(f"[model] adapter must be one of {', '.join(ADAPTERS)}, not {model['adapter']!r}")
-    if (model["adapter"] == "qwen2vl") != (model["base"] is not None):
-        fail("[model] base (a local Qwen2-VL folder) goes with adapter = \"qwen2vl\", and only with it")
-    if model["base"] is not None:
-        model["base"] = str((base / model["base"]).resolve())
-        if not Path(model["base"]).is_dir():
-            fail(f"[model] base: no such folder {model['base']}")
+    from kdsl.adapters import adapter_classes
+
+    learning = [cls for cls in adapter_classes() if cls.learns]  # a precomputed model has nothing to train
+    if model["adapter"] not in [cls.name for cls in learning]:
+        fail(f"[model] adapter must be one of {', '.join(cls.name for cls in learning)}, not {model['adapter']!r}")
+    for cls in learning:
+        for option in (o for o in cls.options if o.config_key):
+            key = option.config_key
+            if (model["adapter"] == cls.name and option.required) != (model[key] is not None):
+                fail(f"[model] {key} ({option.help}) goes with adapter = \"{cls.name}\", and only with it")
+            if model[key] is not None and option.kind == "dir":
+                model[key] = str((base / model[key]).resolve())
+                if not Path(model[key]).is_dir():
+                    fail(f"[model] {key}: no such folder {model[key]}")
     if model["epochs"] < 1:
         fail("[model] epochs must be at least 1")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seesaw["seeds"]):
@@ -270,48 +285,25 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
 # --------------------------------------------------------------------------------- the work
 
 
-def _write_table(table, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def _read_table(path: Path):
-    """The whole table, its columns checked against the record schema (``kdsl.data.tables``)."""
-    from kdsl.data.tables import check_columns, open_parquet
-    from kdsl.errors import InputError
-
-    try:
-        source = open_parquet(path)
-        check_columns(source.schema_arrow, path)
-        return source.read()
-    except InputError as error:
-        raise PipelineError(str(error)) from None
-
-
 def _import(data: dict, tables: dict[str, Path]) -> None:
-    from kdsl.data.importing import SourceError, import_samples, read_samples
-    from kdsl.data.schema import record_table
+    from kdsl.data.importing import import_samples, read_samples
+    from kdsl.record import record_table
 
     for split, target in tables.items():
         if data[f"{split}_table"] is not None:
-            table = _read_table(Path(data[f"{split}_table"]))
+            table = read_parquet(Path(data[f"{split}_table"]))
             for column in ("task", "label"):
                 if column not in table.column_names:
                     raise PipelineError(f"{data[f'{split}_table']}: no {column!r} column")
         else:
-            try:
-                result = import_samples(read_samples(data[split]))
-            except SourceError as error:
-                raise PipelineError(str(error)) from None
+            result = import_samples(read_samples(data[split]))
             if result.rejects:
                 raise PipelineError(f"{data[split]}: {len(result.rejects)} sample(s) cannot be imported; "
                                     f"first: {result.rejects[0].message()}")
             if not result.rows:
                 raise PipelineError(f"{data[split]}: no samples")
             table = record_table(result.rows)
-        _write_table(table, target)
+        write_table_atomically(table, target)
 
 
 def _ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str, log: Callable[[str], None]) -> None:
@@ -319,27 +311,24 @@ def _ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str, log:
     from kdsl.data.ocr_cache import NoCache
 
     for split, source in tables.items():
-        table = _read_table(source)
+        table = read_parquet(source)
         if "image_paths" not in table.column_names:
             raise PipelineError(f"{source}: no 'image_paths' column to read images from")
         files = ocr_data.image_files(table.column("image_paths"), Path(images))
-        try:
-            cache = ocr_data.open_cache() if files else NoCache()
-            texts, report = ocr_data.recognise_images(files, cache, workers=ocr_data.default_workers())
-        except ocr_data.OcrEngineError as error:
-            raise PipelineError(str(error)) from None
+        cache = ocr_data.open_cache() if files else NoCache()
+        texts, report = ocr_data.recognise_images(files, cache, workers=ocr_data.default_workers())
         log(f"ocr: {split}: {report.images} images ({report.from_cache} from cache, {report.recognised} "
             f"recognised, {len(report.unreadable)} unreadable)")
         schema = ocr_data.ocr_schema(table.schema)
-        _write_table(ocr_data.with_ocr(table, texts).select(schema.names), ocr_tables[split])
+        write_table_atomically(ocr_data.with_ocr(table, texts).select(schema.names), ocr_tables[split])
 
 
 def _mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str], None]) -> None:
-    table = _read_table(train)
+    table = read_parquet(train)
     rows = _labelled_rows(table, task)
     if not rows:
         raise PipelineError(f"{train}: no labelled rows of task {task!r} to mine")
-    if not any(r.get(f) for r in rows for f in ("user", "agent", "ocr")):
+    if not any(r.get(f) for r in rows for f in TEXT_FIELDS):
         log(f"mine-{task}: the {task} rows carry no text (scene rows need [ocr] enabled); no rules")
     source, count = _mined_source(rows, task, mining)
     rules.parent.mkdir(parents=True, exist_ok=True)
@@ -348,7 +337,7 @@ def _mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str]
 
 
 def _labelled_rows(table, task: str) -> list[dict]:
-    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in table.column_names]
+    columns = [c for c in MINING_COLUMNS if c in table.column_names]
     return [r for r in table.select(columns).to_pylist() if r["label"] is not None and r.get("task", task) == task]
 
 
@@ -371,13 +360,12 @@ def _select(train: Path, target: Path, settings: dict, log: Callable[[str], None
     import kdsl.engine
     from kdsl.adapters.baseline import BaselineAdapter
     from kdsl.evaluation import evaluate
-    from kdsl.report import TASK_SCORE
 
     tasks, folds = settings["tasks"], settings["select_folds"]
     if folds == 0:
         write_text_atomically(target, json.dumps({"folds": 0, "kept": tasks, "tasks": {}}, indent=2) + "\n")
         return
-    table = _read_table(train)
+    table = read_parquet(train)
     runs: dict[str, dict[str, list]] = {t: {"model": [], "rules": []} for t in tasks}
     for fold in range(folds):
         log(f"select-rules: fold {fold + 1}/{folds}")
@@ -389,19 +377,19 @@ def _select(train: Path, target: Path, settings: dict, log: Callable[[str], None
         for task in tasks:
             source, _ = _mined_source(_labelled_rows(fit, task), task, settings)
             scores = evaluate(kdsl.engine.loads(source, f"<fold {fold + 1} {task} rules>").score(predicted))["scores"]
-            runs[task]["model"].append(scores["model"][TASK_SCORE[task]])
+            runs[task]["model"].append(scores["model"][SCORE_OF_TASK[task]])
             # No rule mined: the engine writes no output and the model's answer stands.
-            runs[task]["rules"].append(scores.get("final", scores["model"])[TASK_SCORE[task]])
+            runs[task]["rules"].append(scores.get("final", scores["model"])[SCORE_OF_TASK[task]])
     summary = {"folds": folds, "tasks": {}, "kept": []}
     for task in tasks:
         pairs = [(m, r) for m, r in zip(runs[task]["model"], runs[task]["rules"]) if m is not None and r is not None]
         gain = sum(r - m for m, r in pairs) / len(pairs) if pairs else 0.0
         kept = gain >= 0
-        summary["tasks"][task] = {**runs[task], "score": TASK_SCORE[task], "gain": gain, "kept": kept}
+        summary["tasks"][task] = {**runs[task], "score": SCORE_OF_TASK[task], "gain": gain, "kept": kept}
         if kept:
             summary["kept"].append(task)
         log(f"select-rules: {task} rules {'kept' if kept else 'left out'} "
-            f"({TASK_SCORE[task]} {gain:+.4f} on held-out folds)")
+            f"({SCORE_OF_TASK[task]} {gain:+.4f} on held-out folds)")
     write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
 
 
@@ -413,55 +401,44 @@ def _kept(selection: Path, rules: list[Path]) -> list[Path]:
 def _llm_proposer(mining: dict, task: str):
     if mining["proposer"] != "llm":
         return None
-    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer, LlmUnavailable
+    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer
 
-    try:
+    with context("[mining] llm_model"):
         return LlmProposer(mining["llm_model"], LlmConfig(), task=task)
-    except LlmUnavailable as error:
-        raise PipelineError(f"[mining] llm_model: {error}") from None
 
 
 def _train(train: Path, model: Path, settings: dict, log: Callable[[str], None]) -> None:
-    from kdsl.adapters import AdapterError, adapter_class
+    import kdsl.adapters
 
+    cls = kdsl.adapters.adapter_class(settings["adapter"])
+    keyed = {option.name: settings[option.config_key] for option in cls.options
+             if option.config_key and settings[option.config_key] is not None}
+    options = {"epochs": settings["epochs"], "seed": settings["seed"], **cls.flip_options(settings["flip"]),
+               **keyed, **settings["options"]}
+    table = read_parquet(train)
+    # An adapter whose epochs are long enough to checkpoint (qwen2vl: minutes to hours) reports
+    # every one; the baseline's take seconds, so only the last epoch's line is shown.
     epochs: list[str] = []
-    if settings["adapter"] == "qwen2vl":  # flips each image with a probability while it trains
-        extra = {"model": settings["base"], "flip_probability": 0.5 if settings["flip"] else 0.0}
-        epoch_log = log  # an epoch takes minutes to hours: every one is news
-    else:
-        extra = {"flip": settings["flip"]}
-        epoch_log = epochs.append  # seconds each: only the last epoch's line is shown
-    try:
-        adapter = adapter_class(settings["adapter"]).train(
-            _read_table(train), images=settings["images"], log=epoch_log, epochs=settings["epochs"],
-            seed=settings["seed"], **extra, **settings["options"])
-        adapter.save(model)
-    except AdapterError as error:
-        raise PipelineError(f"[model]: {error}") from None
+    with context("[model]"):
+        adapter = kdsl.adapters.train(settings["adapter"], table, images=settings["images"],
+                                      log=log if cls.keeps_checkpoint else epochs.append, **options)
+    adapter.save(model)
     if epochs:
         log(f"train: {len(epochs)} epochs; last: {epochs[-1]}")
 
 
 def _predict(dev: Path, model: Path, target: Path, images) -> None:
     import kdsl.adapters
-    from kdsl.adapters import AdapterError
+    from kdsl.batch import predict_parquet
 
-    try:
-        _write_table(kdsl.adapters.load(model).predict(_read_table(dev), images=images), target)
-    except AdapterError as error:
-        raise PipelineError(f"{dev}: {error}") from None
+    predict_parquet(kdsl.adapters.load(model), dev, target, images=images)
 
 
 def _score(predicted: Path, rules: list[Path], target: Path) -> None:
     import kdsl.engine
-    from kdsl.dsl import KdslError
-    from kdsl.engine import InputError
+    from kdsl.batch import score_parquet
 
-    try:
-        engine = kdsl.engine.load([str(p) for p in rules])
-        _write_table(engine.score(_read_table(predicted)), target)
-    except (KdslError, InputError) as error:
-        raise PipelineError(f"{', '.join(map(str, rules))}: {error}") from None
+    score_parquet(kdsl.engine.load([str(p) for p in rules]), predicted, target)
 
 
 def _evaluate(scored: dict[str, Path], target: Path, tasks: list[str]) -> None:
@@ -470,7 +447,7 @@ def _evaluate(scored: dict[str, Path], target: Path, tasks: list[str]) -> None:
 
     results = {"tasks": tasks, "variants": {}}
     for variant, path in scored.items():
-        table = _read_table(path)
+        table = read_parquet(path)
         results["variants"][variant] = {"report": evaluate(table),
                                         "rules": [c for t in tasks for c in rule_changes(table, t)]}
     write_text_atomically(target, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
@@ -482,7 +459,7 @@ def _seesaw(train: Path, dev: Path, target: Path, settings: dict, log: Callable[
     from kdsl.adapters.baseline import TASK_MODES, BaselineAdapter
     from kdsl.metrics import task_scores
 
-    train_table, dev_table = _read_table(train), _read_table(dev)
+    train_table, dev_table = read_parquet(train), read_parquet(dev)
     runs = []
     for seed in settings["seeds"]:
         for mode in TASK_MODES:
@@ -503,5 +480,5 @@ def _report(output: Path, evaluation: Path, seesaw: Path, selection: Path, score
     results = json.loads(evaluation.read_text(encoding="utf-8"))
     seesaw_runs = json.loads(seesaw.read_text(encoding="utf-8"))
     chosen = json.loads(selection.read_text(encoding="utf-8"))
-    figures = write_figures(output, results, {v: _read_table(p) for v, p in scored.items()}, log)
+    figures = write_figures(output, results, {v: read_parquet(p) for v, p in scored.items()}, log)
     write_text_atomically(target, render_report(results, seesaw_runs, figures, chosen))

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdsl.data.images import ImageRejected, open_image
+from kdsl.record import TEXT_FIELDS
 
-TEXT_FIELDS = ("user", "agent", "ocr")
 MAX_CHARS = 1024  # per field: long OCR dumps add cost, not signal
 MAX_IMAGES = 4  # per row
 NGRAMS = (1, 2, 3)

@@ -5,8 +5,7 @@ The directory is written whole or not at all: into a hidden temporary directory 
 target, then renamed into place, so that an interrupted ``kdsl train`` leaves the previous model
 (or nothing) rather than a config without weights.
 
-    >>> from kdsl.io import atomic_directory             # doctest: +SKIP
-    >>> with atomic_directory("model/") as tmp:          # doctest: +SKIP
+    >>> with kdsl.io.atomic_directory("model/") as tmp:          # doctest: +SKIP
     ...     write_config(tmp, {"adapter": "baseline"})
 """
 

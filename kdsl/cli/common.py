@@ -1,60 +1,59 @@
-"""What every command shares: the group, input errors, loading rules and Parquet files."""
+"""What every command shares: the group, which is the CLI's one error edge, and loading rules.
+
+Commands let every ``kdsl.errors.KdslError`` rise; the group turns it into ``error: …`` on
+stderr and exit status 2 (1 when the OCR engine cannot run: the input itself was fine), so that
+no traceback reaches the user for bad input and no command translates errors of its own.
+"""
 
 from __future__ import annotations
 
-
 import click
 
-from kdsl.dsl import KdslError
-from kdsl.dsl.loader import load_rules
+from kdsl.errors import KdslError
 
-EXIT_FINDINGS, EXIT_INPUT = 1, 2
+EXIT_FINDINGS, EXIT_INPUT, EXIT_ENGINE = 1, 2, 1
 
 
-class InputProblem(click.ClickException):
-    """Bad input: printed as ``error: ...`` and exit status 2."""
+class Failed(click.ClickException):
+    """A ``KdslError`` on its way out: printed as ``error: ...``, exit status as ``exit_status``."""
 
-    exit_code = EXIT_INPUT
+    def __init__(self, error: KdslError):
+        super().__init__(str(error))
+        self.exit_code = exit_status(error)
 
     def show(self, file=None):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-class _Group(click.Group):
-    """SIGTERM handled as Ctrl-C; and (a bridge until the CLI's error edge lands) a
-    ``kdsl.errors.KdslError`` from the library is ``error: ...`` and exit 2, like InputProblem."""
+def exit_status(error: KdslError) -> int:
+    """2 for any error kdsl reports, but 1 when the OCR engine cannot run at all."""
+    from kdsl.data.ocr import OcrEngineError
+
+    return EXIT_ENGINE if isinstance(error, OcrEngineError) else EXIT_INPUT
+
+
+class KdslGroup(click.Group):
+    """The ``kdsl`` group: runs a command and translates any ``KdslError`` it raises, here once;
+    SIGTERM (``timeout``, ``docker stop``, Kubernetes) stops a command as Ctrl-C does."""
 
     def invoke(self, ctx):
-        from kdsl.errors import KdslError as LibraryError
         from kdsl.io import sigterm_as_interrupt
 
         try:
             with sigterm_as_interrupt():  # outputs are cleaned up on SIGTERM as on Ctrl-C
                 return super().invoke(ctx)
-        except LibraryError as error:
-            raise InputProblem(str(error)) from None
+        except KdslError as error:
+            raise Failed(error) from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=KdslGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kdsl")
 def main():
     """kdsl: readable, correctable rules for e-commerce intent recognition."""
 
 
 def load_engine(paths):
+    """The rules under ``paths`` compiled; a ``RuleError`` naming every problem otherwise."""
     import kdsl.engine
 
-    try:
-        return kdsl.engine.Engine(load_rules(list(paths)))
-    except KdslError as error:
-        raise InputProblem(str(error)) from None
-
-
-def read_parquet(path, columns=None, require=(), require_text=False):
-    """``kdsl.data.tables.open_parquet(path)``, its columns checked against the record schema
-    (``check_columns``); InputProblem when it cannot be used."""
-    from kdsl.data.tables import check_columns, open_parquet
-
-    source = open_parquet(path)
-    check_columns(source.schema_arrow, path, columns, require=require, require_text=require_text)
-    return source
+    return kdsl.engine.load(list(paths))

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, main, read_parquet
+from kdsl.cli.common import main
+from kdsl.errors import InputError, context
+from kdsl.io import open_parquet
+from kdsl.record import OVERALL, SCORE_OF_TASK
 
 
 @main.command(name="eval")
@@ -21,15 +24,13 @@ def evaluate_command(input_path, as_json, plot_dir, task):
     """Weighted F1 of the model alone, coverage and precision of the rules alone, and weighted F1
     of the final prediction: DIS (intent rows), ISS (scene rows), OSS (all rows pooled); then a
     per-label table. Rows without a label are skipped."""
-    from kdsl.evaluation import EvaluationError, confusion_matrices, evaluate, needed_columns
+    from kdsl.evaluation import confusion_matrices, evaluate, needed_columns
 
-    source = read_parquet(input_path)
+    source = open_parquet(input_path)
     table = source.read(columns=needed_columns(source.schema_arrow.names))
-    try:
+    with context(input_path):
         report = evaluate(table, task)
         matrices = confusion_matrices(table, task) if plot_dir else {}
-    except EvaluationError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
     if plot_dir:
         _plot(matrices, Path(plot_dir))
     click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else render(report))
@@ -39,11 +40,11 @@ def _plot(matrices, folder: Path) -> None:
     try:
         from kdsl.plots import cjk_font, write_confusion_png
     except ImportError:
-        raise InputProblem("--plot needs matplotlib: pip install matplotlib") from None
+        raise InputError("--plot needs matplotlib: pip install matplotlib") from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputProblem(f"--plot {folder}: cannot make the folder ({error.strerror})") from None
+        raise InputError(f"--plot {folder}: cannot make the folder ({error.strerror})") from None
     # Warned only once the folder exists: an error must be the first line the user reads.
     if cjk_font() is None:
         click.echo("warning: no CJK font found (install fonts-noto-cjk or fonts-wqy-microhei); "
@@ -87,7 +88,7 @@ def _score_names(report: dict) -> list[str]:
     present = []
     for scores in report["scores"].values():
         present += [n for n, v in scores.items() if v is not None and n not in present]
-    present.sort(key=lambda n: (n == "OSS", n not in ("DIS", "ISS"), n))
+    present.sort(key=lambda n: (n == OVERALL, n not in SCORE_OF_TASK.values(), n))
     return present
 
 

@@ -4,7 +4,10 @@ import sys
 
 import click
 
-from kdsl.cli.common import InputProblem, main, read_parquet
+from kdsl.cli.common import main
+from kdsl.errors import InputError
+from kdsl.io import read_parquet
+from kdsl.record import MINING_COLUMNS, TEXT_FIELDS
 
 PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged with the n-gram ones
 
@@ -38,11 +41,11 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
     from kdsl.mining.writer import write
 
     if proposer not in PROPOSERS:
-        raise InputProblem(f"unknown --proposer '{proposer}'; available: {', '.join(PROPOSERS)}")
+        raise InputError(f"unknown --proposer '{proposer}'; available: {', '.join(PROPOSERS)}")
     if proposer == "llm" and not model:
-        raise InputProblem("--proposer llm needs --model PATH (a local model folder)")
+        raise InputError("--proposer llm needs --model PATH (a local model folder)")
     if model and proposer != "llm":
-        raise InputProblem("--model is only used with --proposer llm")
+        raise InputError("--model is only used with --proposer llm")
     rows = _labelled_rows(train, task)
     held = _labelled_rows(validation, task) if validation else None
     config = MiningConfig(seed=seed, max_predicates=max_predicates, min_reward=min_reward,
@@ -62,22 +65,23 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
 
 
 def _llm_proposer(model, max_new_tokens, task):
-    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer, LlmUnavailable
+    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer
 
-    try:
-        return LlmProposer(model, LlmConfig(max_new_tokens=max_new_tokens), task=task)
-    except LlmUnavailable as error:
-        raise InputProblem(str(error)) from None
+    return LlmProposer(model, LlmConfig(max_new_tokens=max_new_tokens), task=task)
 
 
 def _labelled_rows(path, task) -> list[dict]:
     """The rows of ``task`` that have a label, with their text fields."""
-    source = read_parquet(path, require=("label",), require_text=True)
-    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in source.schema_arrow.names]
-    rows = [r for r in source.read(columns=columns).to_pylist()
+    table = read_parquet(path)
+    if "label" not in table.schema.names:
+        raise InputError(f"{path}: no 'label' column; mining needs labelled rows")
+    if not any(f in table.schema.names for f in TEXT_FIELDS):
+        raise InputError(f"{path}: no text column (user, agent or ocr) to mine")
+    columns = [c for c in MINING_COLUMNS if c in table.schema.names]
+    rows = [r for r in table.select(columns).to_pylist()
             if r["label"] is not None and r.get("task", task) == task]
     if not rows:
-        raise InputProblem(f"{path}: no labelled rows of task '{task}'")
+        raise InputError(f"{path}: no labelled rows of task '{task}'")
     return rows
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, main
+from kdsl.cli.common import main
+from kdsl.errors import InputError
 
 # The bundled sample is tiny (two or three training rows per label), so the demo asks less of a
 # mined rule than the default min_reward = 0.8 would; see report.md for how its rules fared.
@@ -44,13 +45,10 @@ TOO_SMALL = ("The sample is too small to rank these rows: with two or three rows
 
 
 def _run_pipeline(config_path) -> dict:
-    from kdsl.pipeline import PipelineError, load_config, run
+    from kdsl.pipeline import load_config, run
 
-    try:
-        config = load_config(config_path)
-        outcomes = run(config, log=lambda line: click.echo(line, err=True))
-    except PipelineError as error:
-        raise InputProblem(str(error)) from None
+    config = load_config(config_path)
+    outcomes = run(config, log=lambda line: click.echo(line, err=True))
     ran = sum(v == "ran" for v in outcomes.values())
     click.echo(f"{ran} step(s) ran, {len(outcomes) - ran} skipped -> {config['output']}/report.md", err=True)
     return config
@@ -85,7 +83,7 @@ def demo(output):
     try:
         (out / "input").mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputProblem(f"{out}: cannot make the folder ({error.strerror})") from None
+        raise InputError(f"{out}: cannot make the folder ({error.strerror})") from None
     table = pq.read_table(samples / "sample.parquet")
     for name, keep in (("train", lambda i: i % 3 != 0), ("dev", lambda i: i % 3 == 0)):
         with atomic_path(out / "input" / f"{name}.parquet") as tmp:

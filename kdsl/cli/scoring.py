@@ -2,12 +2,13 @@
 
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, load_engine, main, read_parquet
+from kdsl.cli.common import load_engine, main
+from kdsl.errors import InputError, context
+from kdsl.io import open_parquet
 
 
 @main.command()
@@ -28,70 +29,24 @@ from kdsl.cli.common import InputProblem, load_engine, main, read_parquet
               help="With --ray: how many workers score (default: as many as the cluster fits).")
 def score(input_path, rule_paths, output, keep, threads, batch_size, ray_address, ray_workers):
     """Score a Parquet file with rules, streaming record batches (bounded memory)."""
-    import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from kdsl.engine import InputError
-    from kdsl.io import atomic_path, prefetch
+    from kdsl.batch import score_parquet
 
-    if Path(output).resolve() == Path(input_path).resolve():
-        raise InputProblem("the output would overwrite the input; choose another -o")
+    if ray_workers is not None and ray_address is None:
+        raise InputError("--ray-workers: only with --ray")
     engine = load_engine(rule_paths)
-    source = read_parquet(input_path)
-    names = source.schema_arrow.names
-    kept = names if keep is None else [c.strip() for c in keep.split(",") if c.strip()]
-    unknown = [c for c in kept if c not in names]
-    if unknown:
-        raise InputProblem(f"{input_path}: no column {', '.join(map(repr, unknown))} to keep")
-    wanted = [c for c in names if c in kept or c in engine.fields]
-    try:
-        out_schema = engine.output_schema(source.schema_arrow)
-        engine.check_input(source.schema_arrow)
-    except InputError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
-    out_schema = _select(out_schema, kept + engine.output_columns)
-    if ray_address is not None:
-        from kdsl.scaleout import ScaleOutError, score_on_ray
-
-        try:
-            score_on_ray(input_path, engine.ruleset, output, columns=wanted, select=out_schema.names,
-                         batch_size=batch_size, threads=threads, workers=ray_workers, address=ray_address)
-        except ScaleOutError as error:
-            raise InputProblem(str(error)) from None
-        except InputError as error:
-            raise InputProblem(f"{input_path}: {error}") from None
-        click.echo(f"scored {source.metadata.num_rows} rows on Ray -> {output}/", err=True)
-        return
-    if ray_workers is not None:
-        raise InputProblem("--ray-workers: only with --ray")
+    kept = None if keep is None else [c.strip() for c in keep.split(",") if c.strip()]
+    total = open_parquet(input_path).metadata.num_rows
     from kdsl.engine import COMPILE_NOTE, kernels_compiled
 
-    if not kernels_compiled():
+    if ray_address is None and not kernels_compiled():
         click.echo(COMPILE_NOTE, err=True)
-    progress = tqdm(total=source.metadata.num_rows, unit="rows", disable=not sys.stderr.isatty())
-    # Reading, scoring and writing overlap: the next batch is decoded and the previous one
-    # encoded while the kernel scores the current one (all three release the GIL).
-    batches = prefetch(source.iter_batches(batch_size=batch_size, columns=wanted))
-    try:
-        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer, \
-                ThreadPoolExecutor(1, thread_name_prefix="kdsl-write") as write:
-            pending = None
-            try:
-                for batch in batches:
-                    scored = engine.score(batch, threads=threads).select(out_schema.names)
-                    if pending is not None:
-                        pending.result()
-                    pending = write.submit(writer.write_batch, scored)
-                    progress.update(batch.num_rows)
-            finally:
-                if pending is not None:  # the file is closed only after its last write
-                    pending.result()
-    except InputError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
-    finally:
-        batches.close()
-        progress.close()
-    click.echo(f"scored {source.metadata.num_rows} rows -> {output}", err=True)
+    with tqdm(total=total, unit="rows", disable=ray_address is not None or not sys.stderr.isatty()) as bar:
+        rows = score_parquet(engine, input_path, output, keep=kept, threads=threads, batch_size=batch_size,
+                             ray=ray_address, workers=ray_workers, progress=bar.update)
+    where = f"on Ray -> {output}/" if ray_address is not None else f"-> {output}"
+    click.echo(f"scored {rows} rows {where}", err=True)
 
 
 def ray_address_option(value):
@@ -101,12 +56,6 @@ def ray_address_option(value):
         raise click.BadParameter(f"{value!r} is a file, not a Ray address; put --ray after the input "
                                  "or write --ray=ADDRESS", param_hint="--ray")
     return value
-
-
-def _select(schema, names):
-    import pyarrow as pa
-
-    return pa.schema([schema.field(n) for n in names])
 
 
 @main.command()
@@ -123,19 +72,19 @@ def explain(input_path, rule_paths, row_id, find, label, as_json):
     import pyarrow.compute as pc
 
     engine = load_engine(rule_paths)
-    source = read_parquet(input_path, require=("id",))
+    source = open_parquet(input_path, require=("id",))
     if row_id is None:
         if find is None and label is None:
-            raise InputProblem("give --id ID, or --find TEXT / --label LABEL to list the ids of matching rows")
+            raise InputError("give --id ID, or --find TEXT / --label LABEL to list the ids of matching rows")
         _list_ids(source, input_path, find, label)
         return
     columns = [c for c in source.schema_arrow.names if c in engine.fields or c == "id"]
     found = [batch.filter(pc.equal(batch.column("id"), row_id)) for batch in source.iter_batches(columns=columns)]
     records = [record for batch in found for record in batch.to_pylist()]
     if not records:
-        raise InputProblem(f"{input_path}: no row with id {row_id!r} (--find TEXT lists ids)")
+        raise InputError(f"{input_path}: no row with id {row_id!r} (--find TEXT lists ids)")
     if len(records) > 1:
-        raise InputProblem(f"{input_path}: {len(records)} rows have id {row_id!r}; ids must be unique to explain a row")
+        raise InputError(f"{input_path}: {len(records)} rows have id {row_id!r}; ids must be unique to explain a row")
     record = records[0]
     matches = engine.explain(record)
     outputs = engine.predict(record)
@@ -154,11 +103,12 @@ def explain(input_path, rule_paths, row_id, find, label, as_json):
 
 
 def _list_ids(source, input_path, text, label, shown=20):
-    from kdsl.data.tables import find_rows
+    from kdsl.batch import find_rows
 
-    rows, total = find_rows(source, text=text, label=label, limit=shown)
+    with context(input_path):
+        rows, total = find_rows(source, text=text, label=label, limit=shown)
     if not rows:
-        raise InputProblem(f"{input_path}: no row matches")
+        raise InputError(f"{input_path}: no row matches")
     for row in rows:
         click.echo(f"{row['id']}\t{row.get('label') or '-'}\t{row['text']}")
     if total > len(rows):
@@ -171,16 +121,13 @@ def _list_ids(source, input_path, text, label, shown=20):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(rule_paths, data, as_json):
     """Per rule: coverage, precision against `label`, overlaps and conflicts, rows decided."""
-    from kdsl.engine import InputError
     from kdsl.engine.stats import rule_stats
 
     engine = load_engine(rule_paths)
-    source = read_parquet(data)
+    source = open_parquet(data)
     columns = [c for c in source.schema_arrow.names if c in engine.fields or c == "label"]
-    try:
+    with context(data):
         rows = rule_stats(engine, source.read(columns=columns))
-    except (InputError, ValueError) as error:
-        raise InputProblem(f"{data}: {error}") from None
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return

@@ -17,11 +17,12 @@ from typing import Iterable, Iterator
 
 from kdsl.data.images import ImageRejected, locate_image
 from kdsl.data.tianchi import FormatError, to_record
+from kdsl.errors import InputError
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """The file as a whole cannot be read (not JSON, not a list, no sample)."""
 
 

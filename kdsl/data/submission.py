@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from kdsl.errors import InputError
+from kdsl.record import MODEL_LABEL, TASKS
+
 HEADER = ("id", "predict")
-MODEL_COLUMN = "model_label"
+MODEL_COLUMN = MODEL_LABEL
 
 
-class SubmissionError(ValueError):
+class SubmissionError(InputError):
     """The table cannot give a submission (no id column, duplicate ids, no column to read)."""
 
 
@@ -50,14 +53,14 @@ class TargetColumns:
                     raise SubmissionError(f"two columns for every row: {columns.every!r} and {spec!r}")
                 columns.every = spec.strip()
             elif not task.strip() or not column.strip():
-                raise SubmissionError(f"--target-column {spec!r}: expected TASK=COLUMN or COLUMN")
+                raise SubmissionError(f"target column {spec!r}: expected TASK=COLUMN or COLUMN")
             else:
                 columns.by_task[task.strip()] = column.strip()
         return columns
 
     def needed(self, names) -> list[str]:
         """The columns of a table with ``names`` that predictions may be read from."""
-        wanted = {self.every, MODEL_COLUMN, "intent", "scene", *self.by_task.values()}
+        wanted = {self.every, MODEL_COLUMN, *TASKS, *self.by_task.values()}
         return [n for n in names if n in wanted]
 
     def column_for(self, task: str | None, names) -> str:
@@ -73,7 +76,7 @@ class TargetColumns:
             raise SubmissionError(f"no column {task!r} or {MODEL_COLUMN!r} to read the predictions "
                                   f"of {task!r} rows from")
         if column not in names:
-            raise SubmissionError(f"no column {column!r} (asked for by --target-column)")
+            raise SubmissionError(f"no column {column!r} (asked for as a target column)")
         return column
 
 

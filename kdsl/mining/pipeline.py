@@ -14,13 +14,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from kdsl.mining.bitsets import TEXT_FIELDS, predicate_bits
+from kdsl.mining.bitsets import predicate_bits
 from kdsl.mining.candidates import propose
 from kdsl.mining.filtering import filter_rules
 from kdsl.mining.llm_proposer import blend_reward
 from kdsl.mining.mcts import Search, SearchConfig
 from kdsl.mining.mined import MinedRule
 from kdsl.mining.validation import split_held_out, validation_examples
+from kdsl.record import TEXT_FIELDS
 
 # Where candidate n-grams come from, per task. An intent is what the user asks: the agent's
 # reply echoes the topic of whatever was asked, so its n-grams fit a label by accident. A scene

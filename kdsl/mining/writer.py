@@ -34,7 +34,7 @@ _NOT_NAME = re.compile(r"[^A-Za-z0-9_\u4e00-\u9fff]+")  # the grammar's NAME cha
 
 
 def render(task: str, labels: tuple[str, ...], rules: list[MinedRule]) -> str:
-    """The formatted source; raises ``KdslError`` if it would not check (a bug, not bad input)."""
+    """The formatted source; raises ``RuleError`` if it would not check (a bug, not bad input)."""
     names: set[str] = set()
     statements: list[ast.Statement] = [ast.Header(1), ast.LabelsDecl(task, tuple(labels))]
     for rule in rules:

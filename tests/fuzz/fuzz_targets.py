@@ -112,7 +112,7 @@ def challenge_import(suffix: str, text: str) -> str:
     import pyarrow.parquet as pq
 
     from kdsl.data.importing import SourceError, import_samples, read_samples
-    from kdsl.data.schema import record_table
+    from kdsl.record import record_table
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"in{suffix}"
