@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     targets = ["language", "import"] if args.target == "both" else [args.target]
+    language("kdsl 1\n"), challenge_import(".json", "[]")  # import every module the targets use, once
     started = datetime.now(timezone.utc)
     print(f"{started:%Y-%m-%d %H:%M} UTC, seed {args.seed}, {args.seconds:.0f} s bound")
     print("| target | inputs | ok | clean errors | crashes | seconds |")

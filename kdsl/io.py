@@ -58,14 +58,15 @@ def atomic_path(path):
 @contextlib.contextmanager
 def atomic_directory(path):
     """Yield a fresh temporary directory; on success it replaces ``path`` (an existing directory
-    there is swapped out, then removed); on any error it is removed. Parents are created.
+    or file there is swapped out, then removed); on any error it is removed. Parents are created;
+    a device, FIFO or socket at ``path`` is refused.
 
     >>> with atomic_directory("model/") as tmp:      # doctest: +SKIP
     ...     (tmp / "config.json").write_text("{}")
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{path}: exists and is not a directory")
+    if path.exists() and not (path.is_dir() or path.is_file()):  # an old output file is replaced
+        raise InputError(f"{path}: not a directory or a regular file (a device, FIFO or socket)")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
     existing = path.stat() if path.exists() else None

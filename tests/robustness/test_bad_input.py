@@ -243,8 +243,8 @@ def test_score_refuses_to_replace_a_non_regular_file(tmp_path, rules):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
-def test_the_pipeline_checks_a_record_table_input(tmp_path):
-    from kdsl.pipeline import PipelineError, _read_table
+def test_the_pipeline_reads_tables_through_the_record_check(tmp_path):
+    from kdsl.io import read_parquet
 
-    with pytest.raises(PipelineError, match="column 'label' is int64"):
-        _read_table(parquet(tmp_path, labelled(label=[1, 2, 3, 4])))
+    with pytest.raises(InputError, match="column 'label' is int64"):
+        read_parquet(parquet(tmp_path, labelled(label=[1, 2, 3, 4])))
