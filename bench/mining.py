@@ -32,7 +32,7 @@ import pyarrow as pa
 import wittgenstein as lw
 
 from kdsl.engine import loads
-from kdsl.mining.pipeline import MiningConfig, mine
+from kdsl.mining.miner import MiningConfig, mine
 from kdsl.mining.writer import render
 from kdsl.record import MODEL_LABEL, SCORES, TEXT_FIELDS
 

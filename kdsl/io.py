@@ -218,7 +218,7 @@ def open_parquet(path, require=(), require_text=False) -> ParquetSource:
     with ``pq.ParquetFile``'s surface: ``schema_arrow``, ``metadata.num_rows``, ``read`` and
     ``iter_batches``. :class:`InputError` when it is missing, not Parquet, a directory whose
     files disagree on their columns, or when its columns do not fit the record schema
-    (``kdsl.record.check_columns``, which ``require`` and ``require_text`` are passed to).
+    (``kdsl.record.schema_problem``, which ``require`` and ``require_text`` are passed to).
     Dictionary-encoded columns are decoded to plain values as they are read.
 
     >>> source = open_parquet("train.parquet")                          # doctest: +SKIP
@@ -234,9 +234,11 @@ def open_parquet(path, require=(), require_text=False) -> ParquetSource:
         raise
     except Exception as error:  # pyarrow raises several types for a file that is not Parquet
         raise InputError(f"{path}: not a readable Parquet file ({error})") from None
-    from kdsl.record import check_columns
+    from kdsl.record import schema_problem
 
-    check_columns(source.schema_arrow, path, require=require, require_text=require_text)
+    problem = schema_problem(source.schema_arrow, require=require, require_text=require_text)
+    if problem:
+        raise InputError(f"{path}: {problem}")
     return source
 
 

@@ -1,9 +1,9 @@
 """The record contract: the columns of the record table, the tasks, their scores and the model's
 columns — defined here once, for every layer (language, engine, mining, models, evaluation).
 
-This is the ground floor: it imports nothing from kdsl but ``kdsl.errors`` (itself a ground
-floor), so any module may import it. It also holds the one check of a table or a record against
-the contract (``check_columns``, ``check_record``), which every reader goes through.
+This is the ground floor: it imports nothing from kdsl, so any module may import it. It also
+holds the one check of a table or a record against the contract (``schema_problem``,
+``record_problem``), which every reader goes through (``kdsl.io.open_parquet``, the engine).
 
 One row of the record table is one sample of the challenge: a dialogue (intent task) or a
 screenshot (scene task), its text in ``TEXT_FIELDS``, its images, and its ``label`` when known.
@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pyarrow as pa
-
-from kdsl.errors import InputError
 
 #: The text a rule can match and a model reads: what the user said, what the agent said, and
 #: the text read from the row's images.
@@ -117,43 +115,43 @@ def _accepts(expected: pa.DataType, actual: pa.DataType) -> bool:
         or (want.startswith("list<") and have == "list<null>")
 
 
-def check_columns(schema: pa.Schema, where, columns=None, require=(), require_text=False) -> None:
-    """Raise :class:`InputError` naming ``where`` unless every record-table column of
-    ``columns`` (default: all of ``schema``) has the record schema's type, every column of
-    ``require`` is present, and (``require_text``) at least one text column is.
+def schema_problem(schema: pa.Schema, columns=None, require=(), require_text=False) -> str | None:
+    """What is wrong with a table of ``schema`` under the contract, or None: a record-table column
+    of ``columns`` (default: all of ``schema``) not of the record schema's type, a column of
+    ``require`` missing, or (``require_text``) no text column at all. Columns the contract does
+    not define (rule outputs, extra data) are not checked. ``kdsl.io.open_parquet`` raises it
+    as an ``InputError`` for every table kdsl reads.
 
-    Columns the record schema does not define (rule outputs, extra data) are not checked.
+    >>> schema_problem(pa.schema([("id", pa.int64())]))
+    "column 'id' is int64; expected string"
     """
     names = schema.names
+    present = f"columns present: {', '.join(names) or 'none'}"
     missing = [c for c in require if c not in names]
     if missing:
-        raise InputError(f"{where}: no {', '.join(map(repr, missing))} column{'s' * (len(missing) > 1)}; columns present: "
-                         f"{', '.join(names) or 'none'}")
+        return f"no {', '.join(map(repr, missing))} column{'s' * (len(missing) > 1)}; {present}"
     if require_text and not any(f in names for f in TEXT_FIELDS):
-        raise InputError(f"{where}: no text column ({', '.join(TEXT_FIELDS)}); columns present: "
-                         f"{', '.join(names) or 'none'}")
+        return f"no text column ({', '.join(TEXT_FIELDS)}); {present}"
     for name in names if columns is None else [c for c in columns if c in names]:
-        expected = EXPECTED.get(name)
-        actual = schema.field(name).type
+        expected, actual = EXPECTED.get(name), schema.field(name).type
         if expected is not None and not _accepts(expected, actual):
-            raise InputError(f"{where}: column '{name}' is {actual}; expected {_kind(expected)}")
+            return f"column '{name}' is {actual}; expected {_kind(expected)}"
+    return None
 
 
-def check_record(record, where="record") -> Mapping:
-    """``record`` if it is a mapping of column -> value whose record-table values have their
-    types (None: null); else :class:`InputError`.
+def record_problem(record) -> str | None:
+    """What is wrong with one record (a mapping of column -> value; None is null) under the
+    contract, or None. ``Engine.predict`` and ``explain`` raise it as an ``InputError``.
 
-    >>> check_record(["漏水了"])
-    Traceback (most recent call last):
-    ...
-    kdsl.errors.InputError: record: expected a dict of column -> value, not list
+    >>> record_problem(["漏水了"]), record_problem({"user": 5}), record_problem({"user": "漏水了"})
+    ('expected a dict of column -> value, not list', "'user' is int; expected string", None)
     """
     if not isinstance(record, Mapping):
-        raise InputError(f"{where}: expected a dict of column -> value, not {type(record).__name__}")
+        return f"expected a dict of column -> value, not {type(record).__name__}"
     python = {"string": str, "integer": int, "number": (int, float)}
     for name, value in record.items():
         expected = EXPECTED.get(name)
         wanted = python.get(_kind(expected)) if expected is not None else None
         if value is not None and wanted is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
-            raise InputError(f"{where}: '{name}' is {type(value).__name__}; expected {_kind(expected)}")
-    return record
+            return f"'{name}' is {type(value).__name__}; expected {_kind(expected)}"
+    return None

@@ -217,7 +217,7 @@ class Qwen2VLAdapter(Adapter):
             fingerprint = _fingerprint(settings, self.labels, records)
             if checkpoint.exists() and not resume:
                 raise AdapterError(f"{checkpoint}: a checkpoint of an earlier run is there; resume it "
-                                   "(kdsl train --resume) or remove it")
+                                   "(resume=True; kdsl train: --resume) or remove it")
             if checkpoint.exists():
                 losses = _restore(checkpoint, fingerprint, trainable, optimiser)
                 if log:

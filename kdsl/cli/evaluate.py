@@ -11,6 +11,7 @@ from kdsl.cli.common import main
 from kdsl.errors import InputError, context
 from kdsl.io import open_parquet
 from kdsl.record import OVERALL, SCORE_OF_TASK
+from kdsl.text_table import text_table
 
 
 @main.command(name="eval")
@@ -70,7 +71,7 @@ def render(report: dict) -> str:
             table.append(["rules coverage"] + [_share(rules[n], "coverage") for n in names])
             table.append(["rules precision"] + [_share(rules[n], "precision") for n in names])
         table.append([name] + [_number(scores.get(n)) for n in names])
-    lines += ["", _text_table(table)]
+    lines += ["", text_table(table)]
     unanswered = {k: v for k, v in report["unpredicted"].items() if v}
     if unanswered:
         lines.append("rows without a prediction (counted as wrong): "
@@ -79,7 +80,7 @@ def render(report: dict) -> str:
     for task, scores in per_label["tasks"].items():
         lines += ["", f"{per_label['prediction']} prediction, {task}:"]
         header = ["label", "precision", "recall", "f1", "support", "predicted"]
-        lines.append(_text_table([header] + [[str(s["label"])] + [_number(s[k]) for k in header[1:]] for s in scores]))
+        lines.append(text_table([header] + [[str(s["label"])] + [_number(s[k]) for k in header[1:]] for s in scores]))
     return "\n".join(lines)
 
 
@@ -102,23 +103,3 @@ def _share(cell, key) -> str:
     if cell is None or cell[key] is None:
         return "-"
     return f"{cell[key]:.1%}" + (f" ({cell['decided']})" if key == "coverage" else "")
-
-
-def _text_table(rows: list[list[str]]) -> str:
-    """Columns padded to the widest cell, counting CJK characters as two columns; numbers (every
-    column but the first) right-aligned; a rule under the header."""
-    from kdsl.dsl.errors import cell_width
-
-    def width(text):
-        return sum(cell_width(ch) for ch in text)
-
-    widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
-
-    def line(row):
-        cells = [cell + " " * (w - width(cell)) if i == 0 else " " * (w - width(cell)) + cell
-                 for i, (cell, w) in enumerate(zip(row, widths))]
-        return "  ".join(cells).rstrip()
-
-    lines = [line(row) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

@@ -5,11 +5,8 @@ import sys
 import click
 
 from kdsl.cli.common import main
-from kdsl.errors import InputError
+from kdsl.errors import InputError, context
 from kdsl.io import read_parquet
-from kdsl.record import MINING_COLUMNS, TEXT_FIELDS
-
-PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged with the n-gram ones
 
 
 @main.command()
@@ -36,8 +33,9 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
          model, max_new_tokens, llm_confidence_weight):
     """Mine rules for TRAIN's rows of one task (MCTS over word and n-gram predicates) into a .kdsl
     file. Scene rows need their screenshots' text first: run `kdsl ocr` on TRAIN."""
-    from kdsl.mining.pipeline import MiningConfig
-    from kdsl.mining.pipeline import mine as mine_rules
+    from kdsl.mining.miner import PROPOSERS, MiningConfig
+    from kdsl.mining.miner import mine as mine_rules
+    from kdsl.mining.miner import proposer as make_proposer
     from kdsl.mining.writer import write
 
     if proposer not in PROPOSERS:
@@ -50,7 +48,7 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
     held = _labelled_rows(validation, task) if validation else None
     config = MiningConfig(seed=seed, max_predicates=max_predicates, min_reward=min_reward,
                           top_k=top_k, iterations=iterations, proposal_weight=llm_confidence_weight, words=words)
-    llm = _llm_proposer(model, max_new_tokens, task) if proposer == "llm" else None
+    llm = make_proposer(proposer, task, model, max_new_tokens)
     from kdsl.engine import COMPILE_NOTE, kernels_compiled
 
     if not kernels_compiled():  # rules are validated with the engine: its first use compiles it
@@ -60,29 +58,16 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
         result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1),
                             proposer=llm)
     write(output, task, result.labels, result.rules)
-    _print_summary(result)
+    click.echo(summary_table(result))
     click.echo(f"wrote {len(result.rules)} rules for {len(result.labels)} labels -> {output}")
-
-
-def _llm_proposer(model, max_new_tokens, task):
-    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer
-
-    return LlmProposer(model, LlmConfig(max_new_tokens=max_new_tokens), task=task)
 
 
 def _labelled_rows(path, task) -> list[dict]:
     """The rows of ``task`` that have a label, with their text fields."""
-    table = read_parquet(path)
-    if "label" not in table.schema.names:
-        raise InputError(f"{path}: no 'label' column; mining needs labelled rows")
-    if not any(f in table.schema.names for f in TEXT_FIELDS):
-        raise InputError(f"{path}: no text column (user, agent or ocr) to mine")
-    columns = [c for c in MINING_COLUMNS if c in table.schema.names]
-    rows = [r for r in table.select(columns).to_pylist()
-            if r["label"] is not None and r.get("task", task) == task]
-    if not rows:
-        raise InputError(f"{path}: no labelled rows of task '{task}'")
-    return rows
+    from kdsl.mining.miner import training_rows
+
+    with context(path):
+        return training_rows(read_parquet(path), task)
 
 
 def _progress(total):
@@ -92,10 +77,11 @@ def _progress(total):
     return tqdm(total=total, desc="mining", unit="label", disable=not sys.stderr.isatty())
 
 
-def _print_summary(result) -> None:
-    width = max([len(s.label) for s in result.summary] + [5])
-    click.echo(f"{'label':<{width}}  rules  train rows  coverage  held-out matched  held-out precision")
-    for s in result.summary:
-        precision = "-" if s.held_out_precision is None else f"{s.held_out_precision:.2f}"
-        click.echo(f"{s.label:<{width}}  {s.rules:>5}  {s.training_rows:>10}  {s.coverage:>8.2f}  "
-                   f"{s.held_out_fired:>16}  {precision:>18}")
+def summary_table(result) -> str:
+    """Per label: rules kept, training rows, their coverage, and how the rules did held out."""
+    from kdsl.text_table import text_table
+
+    header = ["label", "rules", "train rows", "coverage", "held-out matched", "held-out precision"]
+    return text_table([header] + [
+        [s.label, str(s.rules), str(s.training_rows), f"{s.coverage:.2f}", str(s.held_out_fired),
+         "-" if s.held_out_precision is None else f"{s.held_out_precision:.2f}"] for s in result.summary])

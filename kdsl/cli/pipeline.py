@@ -75,7 +75,7 @@ def demo(output):
 
     import pyarrow.parquet as pq
 
-    from kdsl.io import atomic_path, write_text_atomically
+    from kdsl.io import atomic_path, write_table_atomically, write_text_atomically
     from kdsl.report import ablation_table, rule_gains
 
     samples = Path(str(resources.files("kdsl") / "samples"))
@@ -86,8 +86,7 @@ def demo(output):
         raise InputError(f"{out}: cannot make the folder ({error.strerror})") from None
     table = pq.read_table(samples / "sample.parquet")
     for name, keep in (("train", lambda i: i % 3 != 0), ("dev", lambda i: i % 3 == 0)):
-        with atomic_path(out / "input" / f"{name}.parquet") as tmp:
-            pq.write_table(table.take([i for i in range(table.num_rows) if keep(i)]), tmp)
+        write_table_atomically(table.take([i for i in range(table.num_rows) if keep(i)]), out / "input" / f"{name}.parquet")
     # The images are copied beside the tables, so that demo.toml names nothing inside the
     # installed package (a path into a venv breaks when the venv moves or is rebuilt).
     images = out / "input" / "images"

@@ -280,7 +280,7 @@ def recognise_images(
                     cache.put(key, outcome.result())
     except BrokenProcessPool:
         raise OcrEngineError("an OCR worker process died (out of memory?); results so far are "
-                             "cached, so a re-run with fewer --workers resumes") from None
+                             "cached, so a re-run with fewer workers resumes") from None
     finally:
         bar.close()
     report.unreadable.sort()

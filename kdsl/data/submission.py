@@ -22,7 +22,6 @@ from kdsl.errors import InputError
 from kdsl.record import MODEL_LABEL, TASKS
 
 HEADER = ("id", "predict")
-MODEL_COLUMN = MODEL_LABEL
 
 
 class SubmissionError(InputError):
@@ -60,7 +59,7 @@ class TargetColumns:
 
     def needed(self, names) -> list[str]:
         """The columns of a table with ``names`` that predictions may be read from."""
-        wanted = {self.every, MODEL_COLUMN, *TASKS, *self.by_task.values()}
+        wanted = {self.every, MODEL_LABEL, *TASKS, *self.by_task.values()}
         return [n for n in names if n in wanted]
 
     def column_for(self, task: str | None, names) -> str:
@@ -70,10 +69,10 @@ class TargetColumns:
             column = self.by_task[task]
         elif task in names:
             column = task
-        elif MODEL_COLUMN in names:
-            column = MODEL_COLUMN  # a table scored by a model alone has no per-task columns
+        elif MODEL_LABEL in names:
+            column = MODEL_LABEL  # a table scored by a model alone has no per-task columns
         else:
-            raise SubmissionError(f"no column {task!r} or {MODEL_COLUMN!r} to read the predictions "
+            raise SubmissionError(f"no column {task!r} or {MODEL_LABEL!r} to read the predictions "
                                   f"of {task!r} rows from")
         if column not in names:
             raise SubmissionError(f"no column {column!r} (asked for as a target column)")
@@ -87,7 +86,7 @@ def predictions(table: pa.Table, targets: TargetColumns) -> list[tuple[str, str 
         raise SubmissionError("no 'id' column")
     if targets.every is None and "task" not in names:
         raise SubmissionError("no 'task' column to choose each row's prediction column; "
-                              "name the column with --target-column COLUMN")
+                              "name a target column for every row")
     ids = table.column("id").to_pylist()
     _check_ids(ids)
     tasks = table.column("task").to_pylist() if "task" in names else [None] * len(ids)

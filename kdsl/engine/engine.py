@@ -27,7 +27,7 @@ from kdsl.engine.kernel import evaluate_rows
 from kdsl.engine.matcher import AtomMatcher
 from kdsl.engine.normalize import normalize_array
 from kdsl.errors import InputError  # the input table does not fit the rules (a missing column, a wrong type)
-from kdsl.record import MODEL_LABEL, TASK, check_record
+from kdsl.record import MODEL_LABEL, TASK, record_problem
 
 SOURCES = ("rule", "model")
 BATCH_ROWS = 65536  # rows normalised and scanned together: buffers stay small and are reused
@@ -239,7 +239,7 @@ class Engine:
         >>> engine.predict({"user": "漏水了", "model_label": "是否好用"})   # doctest: +SKIP
         {'intent': '反馈密封性不好', 'intent_rule': 'leak_feedback', 'intent_source': 'rule'}
         """
-        check_record(record)
+        _check_record(record)
         plan = self.plan
         normalized = [normalize_text(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
         # One buffer for all fields: field f of the single row is blob[bounds[f]:bounds[f + 1]].
@@ -297,7 +297,7 @@ class Engine:
         """Every rule that matches ``record``: the deciding rule of each target first, then the
         rest in the order they are tried, each with the literals that matched and their
         character offsets in the normalised text."""
-        check_record(record)
+        _check_record(record)
         decided = reference.winners(self.ruleset, record)
         has_task = "task" in record
         norm = reference.Record(record)
@@ -372,3 +372,9 @@ def _codes(column: pa.Array, literals, missing=None, null=-1) -> np.ndarray:
     if column.null_count:
         codes[np.asarray(column.is_null())] = null
     return codes
+
+
+def _check_record(record) -> None:
+    problem = record_problem(record)
+    if problem:
+        raise InputError(f"record: {problem}")

@@ -42,7 +42,7 @@ from pathlib import Path
 from kdsl.dsl import RuleError, ast, check, parse
 from kdsl.errors import DependencyError
 from kdsl.mining.candidates import Candidate, ngrams
-from kdsl.mining.scoring import wilson_lower_bound
+from kdsl.mining.confidence import wilson_lower_bound
 from kdsl.record import TEXT_FIELDS
 
 

@@ -31,7 +31,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from kdsl.mining.scoring import wilson_lower_bound
+from kdsl.mining.confidence import wilson_lower_bound
 
 
 @dataclass(frozen=True)

@@ -116,3 +116,16 @@ def test_no_words_mines_from_every_ngram(tmp_path):
         rules[flag] = out.read_text()
     assert 'user has "买一"' in rules["--no-words"]
     assert '"买一"' not in rules["--words"] and 'intent = "发货"' in rules["--words"]
+
+
+def test_the_summary_lines_up_chinese_labels():
+    from kdsl.cli.mine import summary_table
+    from kdsl.mining.miner import LabelSummary, MiningResult
+    from kdsl.text_table import width
+
+    summary = [LabelSummary("漏水", 1, 12, 0.5, 3, 1.0), LabelSummary("排水方式", 12, 4, 1.0, 0, None),
+               LabelSummary("ab", 3, 120, 0.25, 10, 0.9)]
+    lines = summary_table(MiningResult("intent", ("ab", "排水方式", "漏水"), [], summary)).splitlines()
+    assert lines[0].startswith("label     rules") and set(lines[1]) == {"-", " "}
+    assert len({width(line) for line in lines}) == 1  # every column ends at the same terminal cell
+    assert lines[2].startswith("漏水" + " " * 10 + "1  ") and lines[3].startswith("排水方式" + " " * 5 + "12  ")

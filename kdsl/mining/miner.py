@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from kdsl.errors import InputError
 from kdsl.mining.bitsets import predicate_bits
 from kdsl.mining.candidates import propose
 from kdsl.mining.filtering import filter_rules
@@ -21,12 +22,16 @@ from kdsl.mining.llm_proposer import blend_reward
 from kdsl.mining.mcts import Search, SearchConfig
 from kdsl.mining.mined import MinedRule
 from kdsl.mining.validation import split_held_out, validation_examples
-from kdsl.record import TEXT_FIELDS
+from kdsl.record import LABEL, MINING_COLUMNS, TASK, TEXT_FIELDS
 
 # Where candidate n-grams come from, per task. An intent is what the user asks: the agent's
 # reply echoes the topic of whatever was asked, so its n-grams fit a label by accident. A scene
 # is a screenshot, whose only text is its OCR.
 CANDIDATE_FIELDS = {"intent": ("user", "ocr"), "scene": ("ocr",)}
+
+# Where candidate predicates come from: the n-grams of the rows alone, or a local language model's
+# proposals merged with them (``kdsl.mining.llm_proposer``); ``proposer`` builds the latter.
+PROPOSERS = ("ngram", "llm")
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,45 @@ def mine(rows: list[dict], task: str, config: MiningConfig = MiningConfig(),
     labels = tuple(sorted({r["label"] for r in rows}))
     summary = _summarise(labels, survivors, mining_rows, examples, originals, positives, held_out_positives)
     return MiningResult(task, labels, survivors, summary)
+
+
+def labelled_rows(table, task: str) -> list[dict]:
+    """The rows of ``task`` that have a label (all rows, in a table without a ``task`` column),
+    as dicts of the columns mining reads (``MINING_COLUMNS``, those present).
+
+        >>> import pyarrow as pa
+        >>> labelled_rows(pa.table({"task": ["intent", "scene", "intent"], "user": ["a", "b", "c"],
+        ...                         "label": ["x", "y", None]}), "intent")
+        [{'task': 'intent', 'user': 'a', 'label': 'x'}]
+    """
+    columns = [c for c in MINING_COLUMNS if c in table.column_names]
+    return [r for r in table.select(columns).to_pylist() if r[LABEL] is not None and r.get(TASK, task) == task]
+
+
+def training_rows(table, task: str) -> list[dict]:
+    """``labelled_rows``, or an InputError when the table cannot be mined: no ``label`` column,
+    no text column, or no labelled row of ``task``."""
+    if LABEL not in table.column_names:
+        raise InputError("no 'label' column; mining needs labelled rows")
+    if not any(f in table.column_names for f in TEXT_FIELDS):
+        raise InputError(f"no text column ({', '.join(TEXT_FIELDS)}) to mine")
+    rows = labelled_rows(table, task)
+    if not rows:
+        raise InputError(f"no labelled rows of task '{task}'")
+    return rows
+
+
+def proposer(name: str, task: str, model=None, max_new_tokens: int | None = None):
+    """The ``proposer`` argument of ``mine`` for the proposer called ``name`` (one of
+    ``PROPOSERS``): None for "ngram", a ``LlmProposer`` of the local model folder ``model`` for
+    "llm" (a ``DependencyError`` when it cannot be loaded). The callers check the names first,
+    in their own terms (a flag, a config key)."""
+    if name == "ngram":
+        return None
+    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer
+
+    config = LlmConfig() if max_new_tokens is None else LlmConfig(max_new_tokens=max_new_tokens)
+    return LlmProposer(model, config, task=task)
 
 
 def _bits_by_label(rows: list[dict]) -> dict[str, int]:
