@@ -43,6 +43,10 @@ def score(input_path, rule_paths, output, keep, threads, batch_size, ray_address
     engine = load_engine(rule_paths)
     kept = None if keep is None else [c.strip() for c in keep.split(",") if c.strip()]
     total = open_parquet(input_path).metadata.num_rows
+    from kdsl.engine import COMPILE_NOTE, kernels_compiled
+
+    if ray_address is None and not kernels_compiled():
+        click.echo(COMPILE_NOTE, err=True)
     with tqdm(total=total, unit="rows", disable=ray_address is not None or not sys.stderr.isatty()) as bar:
         rows = score_parquet(engine, input_path, output, keep=kept, threads=threads, batch_size=batch_size,
                              ray=ray_address, workers=ray_workers, progress=bar.update)
@@ -71,31 +75,37 @@ def ray_address_option(value):
 @main.command()
 @click.argument("input_path", metavar="INPUT.parquet", type=click.Path())
 @click.option("-r", "--rules", "rule_paths", multiple=True, required=True, type=click.Path())
-@click.option("--id", "row_id", required=True, help="The id of the row to explain.")
+@click.option("--id", "row_id", default=None, help="The id of the row to explain.")
+@click.option("--find", default=None, metavar="TEXT",
+              help="Instead of explaining: list the ids of rows whose user, agent or ocr text contains TEXT.")
+@click.option("--label", default=None, help="Instead of explaining: list the ids of rows with this label.")
 @click.option("--why-not", "why_not", is_flag=True,
               help="Explain the rules of the row's label (or --rule) that do not match it.")
 @click.option("--rule", "rule_name", default=None, help="With --why-not: explain this rule only.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def explain(input_path, rule_paths, row_id, why_not, rule_name, as_json):
+def explain(input_path, rule_paths, row_id, find, label, why_not, rule_name, as_json):
     """Show every rule that matches one row, the deciding rule first, with matched literals;
-    with --why-not, why the rules of its label do not match and the edit that would fix each."""
+    with --why-not, why the rules of its label do not match and the edit that would fix each.
+    Without --id, --find and --label list the ids of matching rows (with their text) to choose one."""
     import pyarrow.compute as pc
 
     if rule_name is not None and not why_not:
         raise InputError("--rule: only with --why-not")
     engine = load_engine(rule_paths)
-    source = open_parquet(input_path)
-    if "id" not in source.schema_arrow.names:
-        raise InputError(f"{input_path}: no 'id' column")
+    source = open_parquet(input_path, require=("id",))
+    if row_id is None:
+        if find is None and label is None:
+            raise InputError("give --id ID, or --find TEXT / --label LABEL to list the ids of matching rows")
+        _list_ids(source, input_path, find, label)
+        return
     columns = [c for c in source.schema_arrow.names if c in engine.fields or c in ("id", "label")]
-    record = None
-    for batch in source.iter_batches(columns=columns):
-        found = batch.filter(pc.equal(batch.column("id"), row_id))
-        if found.num_rows:
-            record = found.to_pylist()[0]
-            break
-    if record is None:
-        raise InputError(f"{input_path}: no row with id {row_id!r}")
+    found = [batch.filter(pc.equal(batch.column("id"), row_id)) for batch in source.iter_batches(columns=columns)]
+    records = [record for batch in found for record in batch.to_pylist()]
+    if not records:
+        raise InputError(f"{input_path}: no row with id {row_id!r} (--find TEXT lists ids)")
+    if len(records) > 1:
+        raise InputError(f"{input_path}: {len(records)} rows have id {row_id!r}; ids must be unique to explain a row")
+    record = records[0]
     if why_not:
         with context(f"{input_path}: row {row_id!r}"):
             misses = engine.explain(record, why_not=True, rule=rule_name)
@@ -134,6 +144,19 @@ def _echo_misses(record, rule_name, misses):
             click.echo(f"  edit:  {edit}")
         verdict = "fires" if miss["fires_after_edit"] else "still does not fire"
         click.echo(f"  after the edit{'s' if miss['failed_terms'] > 1 else ''} ({verdict}): {miss['condition_after_edit']}")
+
+
+def _list_ids(source, input_path, text, label, shown=20):
+    from kdsl.batch import find_rows
+
+    with context(input_path):
+        rows, total = find_rows(source, text=text, label=label, limit=shown)
+    if not rows:
+        raise InputError(f"{input_path}: no row matches")
+    for row in rows:
+        click.echo(f"{row['id']}\t{row.get('label') or '-'}\t{row['text']}")
+    if total > len(rows):
+        click.echo(f"... {total - len(rows)} more rows match", err=True)
 
 
 @main.command()

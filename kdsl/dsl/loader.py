@@ -7,6 +7,8 @@ from pathlib import Path
 from kdsl.dsl import ast, cache
 from kdsl.dsl.checker import RuleSet, check
 from kdsl.dsl.errors import Diagnostic, RuleError
+from kdsl.errors import RuleLimitError
+from kdsl.limits import MAX_RULE_FILE_BYTES
 from kdsl.errors import InputError
 from kdsl.dsl.parser import parse
 
@@ -34,9 +36,13 @@ def parse_file(path) -> ast.Program:
     """Read and parse one file; unreadable or non-UTF-8 input is a located ``RuleError``."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_RULE_FILE_BYTES + 1)  # a huge (or endless: /dev/zero) file is not read whole
     except OSError as error:
         raise _file_error(path, f"cannot read: {error.strerror or error}") from None
+    if len(data) > MAX_RULE_FILE_BYTES:
+        raise RuleLimitError([Diagnostic(f"larger than {MAX_RULE_FILE_BYTES} bytes, the limit for a rule file",
+                                         ast.Span(str(path), 0, 0, 0, 0))])
     try:
         source = data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -27,4 +27,20 @@ def loads(source: str, path: str = "<string>") -> Engine:
     return Engine(check([parse(source, path)]))
 
 
-__all__ = ["Engine", "InputError", "load", "loads"]
+def kernels_compiled() -> bool:
+    """Whether numba's on-disk cache already holds the engine's kernels; False means the first
+    use compiles them (about 30 s on a laptop core), which a command should say before it
+    sits silent. Unknown (numba's cache layout changed): True, so that nothing is claimed."""
+    import os
+
+    from kdsl.engine.kernel import evaluate_rows
+
+    try:
+        return os.path.exists(evaluate_rows._cache._cache_file._index_path)
+    except AttributeError:
+        return True
+
+
+COMPILE_NOTE = "note: compiling the rule engine's kernels with numba (about 30 s, once; cached afterwards)"
+
+__all__ = ["COMPILE_NOTE", "Engine", "InputError", "kernels_compiled", "load", "loads"]

@@ -27,7 +27,7 @@ from kdsl.engine.kernel import evaluate_rows
 from kdsl.engine.matcher import AtomMatcher
 from kdsl.engine.normalize import normalize_array
 from kdsl.errors import InputError  # the input table does not fit the rules (a missing column, a wrong type)
-from kdsl.record import MODEL_LABEL, TASK
+from kdsl.record import MODEL_LABEL, TASK, record_problem
 
 SOURCES = ("rule", "model")
 BATCH_ROWS = 65536  # rows normalised and scanned together: buffers stay small and are reused
@@ -286,6 +286,7 @@ class Engine:
         """
         if self._live is not None:
             return self._live.predict(record)
+        _check_record(record)
         plan = self.plan
         normalized = [normalize_text(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
         # One buffer for all fields: field f of the single row is blob[bounds[f]:bounds[f + 1]].
@@ -348,6 +349,7 @@ class Engine:
         ``rule``) that does not match, with the first term that failed, what the text held
         instead and the smallest edit that makes it match (see ``kdsl.engine.why_not``).
         """
+        _check_record(record)
         if self._live is not None:
             return self._live.explain(record, why_not, rule)
         if why_not or rule is not None:
@@ -432,3 +434,9 @@ def _codes(column: pa.Array, literals, missing=None, null=-1) -> np.ndarray:
     if column.null_count:
         codes[np.asarray(column.is_null())] = null
     return codes
+
+
+def _check_record(record) -> None:
+    problem = record_problem(record)
+    if problem:
+        raise InputError(f"record: {problem}")
