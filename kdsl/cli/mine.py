@@ -49,6 +49,10 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
     config = MiningConfig(seed=seed, max_predicates=max_predicates, min_reward=min_reward,
                           top_k=top_k, iterations=iterations, proposal_weight=llm_confidence_weight, words=words)
     llm = make_proposer(proposer, task, model, max_new_tokens)
+    from kdsl.engine import COMPILE_NOTE, kernels_compiled
+
+    if not kernels_compiled():  # rules are validated with the engine: its first use compiles it
+        click.echo(COMPILE_NOTE, err=True)
     labels = sorted({r["label"] for r in rows})
     with _progress(len(labels)) as bar:
         result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1),
