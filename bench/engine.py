@@ -808,6 +808,12 @@ def ensure_logs(paths: dict[str, Path], rows: int, vocab: Vocabulary, seed: int)
     generate_logs(paths, rows, vocab, seed, stamp)
 
 
+def ensure_log(path: Path, rows: int, vocab: Vocabulary, seed: int) -> None:
+    """The pre-normalised log at `path` (its raw twin beside it), for the other benchmarks."""
+    ensure_logs({"raw": path.with_name(f"{path.stem}-raw.parquet"), "normalized": path},
+                rows, vocab, seed)
+
+
 def run_peer(name: str, data: Data, plan: Plan, rules: list[Rule], args) -> dict:
     setup = PEERS[name]
     try:
