@@ -51,7 +51,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "ocr": {"enabled": ((bool,), False)},
     "mining": {"tasks": ((list,), ["intent"]), "proposer": ((str,), "ngram"), "llm_model": ((str,), None),
                "seed": ((int,), 0), "max_predicates": ((int,), 5), "min_reward": ((int, float), 0.8),
-               "select_folds": ((int,), 3)},
+               "select_folds": ((int,), 3), "model_aware": ((bool,), False), "oof_folds": ((int,), 5)},
     "model": {"adapter": ((str,), "baseline"), "base": ((str,), None), "epochs": ((int,), 25),
               "seed": ((int,), 0), "options": ((dict,), {})},
     "seesaw": {"seeds": ((list,), [0, 1, 2]), "epochs": ((int,), None)},
@@ -219,15 +219,25 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
         tables = ocr_tables
 
     mining = config["mining"]
+    mine_inputs = [tables["train"]]
+    oof = None
+    if mining["model_aware"]:  # mine against the baseline's out-of-fold predictions on train
+        oof = output / "train.oof.parquet"
+        oof_settings = {"folds": mining["oof_folds"], "epochs": config["seesaw"]["epochs"], "images": images,
+                        "seed": mining["seed"]}
+        runner.step("predict-train-oof", [tables["train"]], oof_settings, [oof],
+                    lambda: _out_of_fold(tables["train"], oof, oof_settings))
+        mine_inputs.append(oof)
     rules = [output / "rules" / f"{task}.kdsl" for task in mining["tasks"]]
     for task, path in zip(mining["tasks"], rules):
-        runner.step(f"mine-{task}", [tables["train"]], mining, [path],
-                    lambda t=task, p=path: _mine(tables["train"], p, t, mining, log))
+        runner.step(f"mine-{task}", mine_inputs, mining, [path],
+                    lambda t=task, p=path: _mine(tables["train"], p, t, mining, log, oof))
 
     selection = output / "selection.json"
+    selected = [path.with_suffix(".selected.kdsl") for path in rules]
     select_settings = {**mining, "epochs": config["seesaw"]["epochs"], "images": images}
-    runner.step("select-rules", [tables["train"]], select_settings, [selection],
-                lambda: _select(tables["train"], selection, select_settings, log))
+    runner.step("select-rules", [tables["train"], *rules], select_settings, [selection, *selected],
+                lambda: _select(tables["train"], rules, selection, select_settings, log))
 
     models = {v: output / f"model-{v}" for v in VARIANTS}
     predicted = {v: output / f"dev.pred-{v}.parquet" for v in VARIANTS}
@@ -238,8 +248,8 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
                     lambda v=variant, s=settings: _train(tables["train"], models[v], s, log))
         runner.step(f"predict-{variant}", [tables["dev"], models[variant]], {"images": images},
                     [predicted[variant]], lambda v=variant: _predict(tables["dev"], models[v], predicted[v], images))
-        runner.step(f"score-{variant}", [predicted[variant], selection, *rules], {}, [scored[variant]],
-                    lambda v=variant: _score(predicted[v], _kept(selection, rules), scored[v]))
+        runner.step(f"score-{variant}", [predicted[variant], selection, *selected], {}, [scored[variant]],
+                    lambda v=variant: _score(predicted[v], _kept(selection, selected), scored[v]))
 
     evaluation = output / "evaluation.json"
     runner.step("evaluate", list(scored.values()), {"tasks": mining["tasks"]}, [evaluation],
@@ -317,13 +327,31 @@ def _ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str, log:
         _write_table(ocr_data.with_ocr(table, texts).select(schema.names), ocr_tables[split])
 
 
-def _mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str], None]) -> None:
+def _out_of_fold(train: Path, target: Path, settings: dict) -> None:
+    """The baseline's out-of-fold predictions on the training rows (``kdsl.mining.predictions``);
+    the baseline stands in for whatever model is configured, as in select-rules."""
+    from kdsl.mining.predictions import out_of_fold
+
+    options = {"epochs": settings["epochs"]} if settings["epochs"] else {}
+    _write_table(out_of_fold(_read_table(train), "baseline", folds=settings["folds"], seed=settings["seed"],
+                             images=settings["images"], **options), target)
+
+
+def _mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str], None], oof: Path | None = None) -> None:
+    from kdsl.errors import KdslError
+    from kdsl.mining.predictions import join_predictions, read_predictions
+
     table = _read_table(train)
     rows = _labelled_rows(table, task)
     if not rows:
         raise PipelineError(f"{train}: no labelled rows of task {task!r} to mine")
     if not any(r.get(f) for r in rows for f in ("user", "agent", "ocr")):
         log(f"mine-{task}: the {task} rows carry no text (scene rows need [ocr] enabled); no rules")
+    if oof is not None:
+        try:
+            rows = join_predictions(rows, read_predictions(oof), str(oof))
+        except KdslError as error:
+            raise PipelineError(str(error)) from None
     source, count = _mined_source(rows, task, mining)
     rules.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(rules, source)
@@ -346,22 +374,32 @@ def _mined_source(rows: list[dict], task: str, mining: dict) -> tuple[str, int]:
     return render(task, result.labels, result.rules), len(result.rules)
 
 
-def _select(train: Path, target: Path, settings: dict, log: Callable[[str], None]) -> None:
-    """Which tasks' rules to use: k-fold cross-validation on the training rows only. Per fold,
-    rules are mined and the baseline (with flips) trained on the other folds; a task's rules are
-    kept when, on average over the folds, overriding the model with them does not lower the
-    task's F1 on the held-out fold. The baseline stands in for whatever model is configured."""
+def _select(train: Path, rules: list[Path], target: Path, settings: dict, log: Callable[[str], None]) -> None:
+    """Which mined rules to use: k-fold cross-validation on the training rows only. Per fold, the
+    baseline (with flips) is trained on the other folds and predicts the held-out fold; every
+    mined rule's net effect there (rows it fixes minus rows it breaks when overriding the model,
+    ``kdsl.mining.crossval.rule_effects``) is summed over the folds, and a rule is kept when that
+    sum is positive. The kept rules of each task are written to ``rules/TASK.selected.kdsl``; a
+    task is kept when it keeps a rule. The baseline stands in for whatever model is configured.
+    The rules were mined on every training row, so their effect is measured on rows they have
+    seen, but against a model that has not."""
     import kdsl.engine
     from kdsl.adapters.baseline import BaselineAdapter
     from kdsl.evaluation import evaluate
+    from kdsl.mining.writer import keep_rules
     from kdsl.report import TASK_SCORE
 
     tasks, folds = settings["tasks"], settings["select_folds"]
+    sources = {task: path.read_text(encoding="utf-8") for task, path in zip(tasks, rules)}
     if folds == 0:
+        for task, path in zip(tasks, rules):
+            write_text_atomically(path.with_suffix(".selected.kdsl"), sources[task])
         write_text_atomically(target, json.dumps({"folds": 0, "kept": tasks, "tasks": {}}, indent=2) + "\n")
         return
     table = _read_table(train)
-    runs: dict[str, dict[str, list]] = {t: {"model": [], "rules": []} for t in tasks}
+    engines = {task: kdsl.engine.loads(sources[task], f"<{task} rules>") for task in tasks}
+    held_predictions = []
+    net: dict[str, dict[str, int]] = {t: {r.name: 0 for r in engines[t].rules} for t in tasks}
     for fold in range(folds):
         log(f"select-rules: fold {fold + 1}/{folds}")
         fit = table.take([i for i in range(table.num_rows) if i % folds != fold])
@@ -369,28 +407,48 @@ def _select(train: Path, target: Path, settings: dict, log: Callable[[str], None
         model = BaselineAdapter.train(fit, images=settings["images"], epochs=settings["epochs"],
                                       seed=settings["seed"], flip=True)
         predicted = model.predict(held, images=settings["images"])
+        held_predictions.append(predicted)
         for task in tasks:
-            source, _ = _mined_source(_labelled_rows(fit, task), task, settings)
-            scores = evaluate(kdsl.engine.loads(source, f"<fold {fold + 1} {task} rules>").score(predicted))["scores"]
-            runs[task]["model"].append(scores["model"][TASK_SCORE[task]])
-            # No rule mined: the engine writes no output and the model's answer stands.
-            runs[task]["rules"].append(scores.get("final", scores["model"])[TASK_SCORE[task]])
+            for name, change in _rule_changes(engines[task].score(predicted), task).items():
+                net[task][name] += change
     summary = {"folds": folds, "tasks": {}, "kept": []}
-    for task in tasks:
-        pairs = [(m, r) for m, r in zip(runs[task]["model"], runs[task]["rules"]) if m is not None and r is not None]
+    for task, path in zip(tasks, rules):
+        kept_rules = sorted(name for name, change in net[task].items() if change > 0)
+        source = keep_rules(sources[task], kept_rules)
+        write_text_atomically(path.with_suffix(".selected.kdsl"), source)
+        engine = kdsl.engine.loads(source, f"<{task} selected rules>")
+        model_scores, rule_scores = [], []
+        for predicted in held_predictions:
+            scores = evaluate(engine.score(predicted))["scores"]
+            model_scores.append(scores["model"][TASK_SCORE[task]])
+            # No rule kept: the engine writes no output and the model's answer stands.
+            rule_scores.append(scores.get("final", scores["model"])[TASK_SCORE[task]])
+        pairs = [(m, r) for m, r in zip(model_scores, rule_scores) if m is not None and r is not None]
         gain = sum(r - m for m, r in pairs) / len(pairs) if pairs else 0.0
-        kept = gain >= 0
-        summary["tasks"][task] = {**runs[task], "score": TASK_SCORE[task], "gain": gain, "kept": kept}
+        kept = bool(kept_rules)
+        summary["tasks"][task] = {"model": model_scores, "rules": rule_scores, "score": TASK_SCORE[task],
+                                  "gain": gain, "kept": kept, "rule_net": net[task], "kept_rules": kept_rules}
         if kept:
             summary["kept"].append(task)
-        log(f"select-rules: {task} rules {'kept' if kept else 'left out'} "
-            f"({TASK_SCORE[task]} {gain:+.4f} on held-out folds)")
-    write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
+        log(f"select-rules: {task}: {len(kept_rules)} of {len(net[task])} rules kept "
+            f"(net rows fixed > 0 on held-out folds; {TASK_SCORE[task]} {gain:+.4f} with them)")
+    write_text_atomically(target, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
+def _rule_changes(scored, task: str) -> dict[str, int]:
+    """Per rule that decided a row of ``task``: rows it fixed minus rows it broke."""
+    changes: dict[str, int] = {}
+    columns = [scored.column(c).to_pylist() for c in ("task", "label", "model_label", task, f"{task}_rule")]
+    for row_task, gold, model, final, rule in zip(*columns):
+        if rule is None or row_task != task or gold is None:
+            continue
+        changes[rule] = changes.get(rule, 0) + (final == gold) - (model == gold)
+    return changes
 
 
 def _kept(selection: Path, rules: list[Path]) -> list[Path]:
     kept = set(json.loads(selection.read_text(encoding="utf-8"))["kept"])
-    return [path for path in rules if path.stem in kept]
+    return [path for path in rules if path.name.split(".")[0] in kept]
 
 
 def _llm_proposer(mining: dict, task: str):

