@@ -31,7 +31,7 @@ def predicate_bits(predicates: list[ast.Condition], rows: list[dict], task: str)
     distinct = list(dict.fromkeys(predicates))
     if not distinct:
         return []
-    rules = tuple(ast.Rule(f"p{i}", task, "_", predicate) for i, predicate in enumerate(distinct))
+    rules = tuple(ast.Rule(f"p{i}", task, "_", _inline(predicate)) for i, predicate in enumerate(distinct))
     engine = Engine(check([ast.Program("<mining>", "", rules)]))
     columns = {"task": pa.array([task] * len(rows), pa.string()),
                **{f: pa.array([r.get(f) for r in rows], pa.string()) for f in TEXT_FIELDS}}
@@ -44,6 +44,16 @@ def predicate_bits(predicates: list[ast.Condition], rows: list[dict], task: str)
     rank = {rule.name: k for k, rule in enumerate(engine.plan.rules)}
     bits = {predicate: to_bits(fired[:, rank[f"p{i}"]]) for i, predicate in enumerate(distinct)}
     return [bits[p] for p in predicates]
+
+
+def _inline(predicate: ast.Condition) -> ast.Condition:
+    """A named literal set (``user has 问价``, from a lexicon) with its literals in place: the
+    program compiled here declares no ``let``."""
+    if isinstance(predicate, ast.Has) and predicate.ref is not None:
+        return ast.Has(predicate.field, predicate.mode, predicate.literals)
+    if isinstance(predicate, ast.Not):
+        return ast.Not(_inline(predicate.operand))
+    return predicate
 
 
 def to_bits(mask: np.ndarray) -> int:

@@ -50,22 +50,22 @@ class ModelAwareFilter:
 
 
 def filter_model_aware(rules: list[MinedRule], *, min_precision: float, min_net: float,
-                       fixable: dict[str, int], held_out_positives: dict[str, int],
+                       covered: dict[str, int], held_out_positives: dict[str, int],
                        held_out_effect, tolerance: float = 0.1, max_rules: int = 8) -> ModelAwareFilter:
     """The filters for rules scored by their effect on the model's predictions
     (``scoring.ModelAwareObjective``): rules with a text predicate whose precision estimate
     (``confidence``) reaches ``min_precision`` are screened; of those, the ones that change no
     prediction are redundant, the ones with net ≤ 0 harmful; the rest must reach ``min_net``, not
     be subsumed, not err on the held-out rows beyond ``tolerance`` nor break more held-out rows
-    than they fix (``held_out_effect(rule)`` → (fixed, broken)), and each must fix examples
-    (``fixable``: per label, the examples the model gets wrong) the rules before it did not."""
+    than they fix (``held_out_effect(rule)`` → (fixed, broken)), and each must match examples of
+    ``covered`` (per label, its examples) the rules before it did not."""
     screened = drop_subsumed([r for r in rules if r.confidence >= min_precision and has_positive(r)])
     redundant = [r for r in screened if not r.fixed and not r.broken and r.net is not None and r.net <= 0]
     harmful = [r for r in screened if r not in redundant and (r.net or 0.0) <= 0]
     survivors = [r for r in screened if (r.net or 0.0) >= min_net and (r.net or 0.0) > 0]
     survivors = drop_erring(survivors, held_out_positives, tolerance)
     survivors = [r for r in survivors if _helps(held_out_effect(r))]
-    survivors = keep_covering(survivors, fixable, max_rules)
+    survivors = keep_covering(survivors, covered, max_rules)
     return ModelAwareFilter(rank(survivors, by_confidence=True), redundant, harmful)
 
 

@@ -51,8 +51,10 @@ class MiningConfig:
     z: float = 1.0
     prior_strength: float = 2.0  # pseudo-rows of the Beta prior at the label's base rate
     disjunctions: int = 0  # literals the search's `or` action may add to a rule's first predicate
+    alternative_score: float = 0.75  # candidate score (Wilson bound) a literal needs to join a literal set
     thesaurus: bool = False  # Cilin synonyms of word candidates as literal sets (kdsl.mining.thesaurus)
     min_net: float = 0.5  # with predictions: expected net training rows a rule must fix
+    rule_prior: float | None = None  # with predictions: prior mean of a rule's precision (None: the label's base rate)
     guards: bool = True  # with predictions: model.score / model.label guards among the candidates
 
 
@@ -136,11 +138,13 @@ def mine(rows: list[dict], task: str, config: MiningConfig = MiningConfig(),
         candidates = [c.predicate for c in proposals[label]]
         if model_aware:
             objective = ModelAwareObjective(positives.get(label, 0), right, said.get(label, 0), copies,
-                                            base_rate.get(label, 0.0), accuracy, config.prior_strength, estimator)
+                                            base_rate.get(label, 0.0), accuracy, config.prior_strength, estimator,
+                                            rule_prior=config.rule_prior)
         else:
             objective = PrecisionObjective(positives.get(label, 0), copies, estimator, base_rate.get(label, 0.0))
         search = Search([example_bits[p] for p in candidates], positives.get(label, 0), copies=copies,
-                        config=search_config, objective=objective, groups=[_group(p) for p in candidates])
+                        config=search_config, objective=objective,
+                        groups=[_group(c, config.alternative_score) for c in proposals[label]])
         for scored in search.run(seed=f"{config.seed}:{label}").values():
             chosen = _predicates(candidates, scored.indices, scored.alternatives)
             value = objective.score(scored.bits)
@@ -163,7 +167,7 @@ def mine(rows: list[dict], task: str, config: MiningConfig = MiningConfig(),
             return ((changed & held_out_positives.get(rule.label, 0)).bit_count(), (changed & held_right).bit_count())
 
         outcome = filter_model_aware(found, min_precision=config.min_reward, min_net=config.min_net,
-                                     fixable=fixable, held_out_positives=held_out_positives,
+                                     covered=positives, held_out_positives=held_out_positives,
                                      held_out_effect=held_out_effect, tolerance=config.tolerance,
                                      max_rules=config.max_rules)
         survivors, redundant, harmful = outcome.kept, outcome.redundant, outcome.harmful
@@ -173,8 +177,8 @@ def mine(rows: list[dict], task: str, config: MiningConfig = MiningConfig(),
                                  held_out_positives=held_out_positives, tolerance=config.tolerance,
                                  max_rules=config.max_rules)
         eligible = positives
-    survivors = [replace(r, example=_example(r, examples, mining_rows, eligible.get(r.label, 0) & originals
-                                             or positives[r.label] & originals))
+    survivors = [replace(r, example=_example(r, examples, mining_rows, r.bits & eligible.get(r.label, 0) & originals
+                                             or r.bits & positives[r.label] & originals))
                  for r in survivors]
     labels = tuple(sorted({r["label"] for r in rows}))
     summary = _summarise(labels, survivors, mining_rows, examples, originals, positives, held_out_positives)
@@ -225,10 +229,13 @@ def _guards(rows: list[dict]) -> dict[str, list[Candidate]]:
     return found
 
 
-def _group(predicate: ast.Condition) -> str | None:
+def _group(candidate: Candidate, min_score: float) -> str | None:
     """The key under which a candidate may join a literal set: a positive text ``has`` (not
-    ``all``) of a field, grouped by field."""
-    if isinstance(predicate, ast.Has) and predicate.mode != "all" and not is_guard(predicate):
+    ``all``) of a field, grouped by field, that scores at least ``min_score`` on its own (a
+    literal seen in one or two rows would let a set collect accidents, one row each)."""
+    predicate = candidate.predicate
+    if isinstance(predicate, ast.Has) and predicate.mode != "all" and not is_guard(predicate) \
+            and candidate.score >= min_score:
         return predicate.field.name
     return None
 
@@ -267,12 +274,11 @@ def _and(values) -> int:
     return result
 
 
-def _example(rule: MinedRule, examples: list[dict], rows: list[dict], eligible: int) -> dict:
-    """The shortest training row of ``eligible`` (the label's rows; with predictions, those the
-    model gets wrong) that the rule matches (the engine said so), cut down to the fields the rule
-    reads: its text, and the model's prediction where a guard reads it."""
+def _example(rule: MinedRule, examples: list[dict], rows: list[dict], matched: int) -> dict:
+    """The shortest training row among the examples ``matched`` (rows of the label that the rule
+    matches, the engine said so; with predictions, preferably those the model gets wrong), cut
+    down to the fields the rule reads: its text, and the model's prediction where a guard reads it."""
     fields = sorted({p.operand.field.name if hasattr(p, "operand") else p.field.name for p in rule.predicates})
-    matched = rule.bits & eligible
     sources = [examples[i]["source"] for i in range(matched.bit_length()) if matched >> i & 1]
     row = min((rows[s] for s in sources), key=lambda r: (sum(len(r.get(f) or "") for f in fields), r.get("id") or ""))
     return {f: row[f.replace(".", "_")] for f in fields

@@ -25,7 +25,8 @@ by cross-validation on training rows (docs/mining.md).
   the model is already right (a ≈ 1) adds nothing. Class-weighted F1 weighs every class's F1 by
   its support, so one row's change moves it by about 1/N whatever its class: every row counts
   one. For few shots both rates are shrunk by Beta priors of ``strength`` pseudo-rows: p towards
-  the label's base rate among the rows, a towards the model's accuracy over all rows, so
+  ``rule_prior`` (by default the label's base rate among the rows: a pessimist's prior), a
+  towards the model's accuracy over all rows, so
   ``net = n × (p̂ − â)`` is the expected net rows fixed. Reward (for the search, in [0, 1]) =
   max(0, net) / the rows of the label the model gets wrong.
 
@@ -132,12 +133,15 @@ class ModelAwareObjective(Objective):
     """The rule's effect on the final prediction (see the module docstring). ``positives``: the
     examples of the label; ``model_right``: those the model predicts correctly; ``model_says_label``:
     those it predicts as the label; ``prior``: the label's base rate; ``model_accuracy``: the
-    model's accuracy over all rows. ``confidence`` is ``estimator``'s precision estimate."""
+    model's accuracy over all rows; ``rule_prior``: the prior mean of the rule's precision (default
+    ``prior``). ``confidence`` is ``estimator``'s precision estimate."""
 
     def __init__(self, positives: int, model_right: int, model_says_label: int, copies: int,
-                 prior: float, model_accuracy: float, strength: float = 2.0, estimator: Estimator | None = None):
+                 prior: float, model_accuracy: float, strength: float = 2.0, estimator: Estimator | None = None,
+                 rule_prior: float | None = None):
         self.positives, self.model_right, self.agrees = positives, model_right, model_says_label
         self.copies, self.prior, self.model_accuracy, self.strength = copies, prior, model_accuracy, strength
+        self.rule_prior = prior if rule_prior is None else rule_prior
         self.estimator = estimator or Estimator("beta", strength=strength)
         self.fixable = (positives & ~model_says_label).bit_count() / copies
 
@@ -146,7 +150,7 @@ class ModelAwareObjective(Objective):
         tp = (bits & self.positives).bit_count()
         precision = tp / fired if fired else 0.0
         n = fired / self.copies
-        rule_right = beta_mean(tp / self.copies, n, self.prior, self.strength)
+        rule_right = beta_mean(tp / self.copies, n, self.rule_prior, self.strength)
         model_right = beta_mean((bits & self.model_right).bit_count() / self.copies, n, self.model_accuracy,
                                 self.strength)
         net = n * (rule_right - model_right)
