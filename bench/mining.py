@@ -265,7 +265,7 @@ def with_baseline(name: str, train: list[dict], measured: list[dict]) -> tuple[l
     started = time.perf_counter()
     if not (oof_path.exists() and measured_path.exists()):
         table = record_table(train)
-        pq.write_table(out_of_fold(table, "baseline", folds=5, seed=0), oof_path)
+        pq.write_table(out_of_fold(table, "baseline", folds=5, fold_seed=0, seed=0), oof_path)
         model = adapter_class("baseline").train(table, seed=0)
         predicted = model.predict(record_table(measured)).select(["id", "model_label", "model_score"])
         pq.write_table(predicted, measured_path)

@@ -333,8 +333,8 @@ def _out_of_fold(train: Path, target: Path, settings: dict) -> None:
     from kdsl.mining.predictions import out_of_fold
 
     options = {"epochs": settings["epochs"]} if settings["epochs"] else {}
-    _write_table(out_of_fold(_read_table(train), "baseline", folds=settings["folds"], seed=settings["seed"],
-                             images=settings["images"], **options), target)
+    _write_table(out_of_fold(_read_table(train), "baseline", folds=settings["folds"], fold_seed=settings["seed"],
+                             images=settings["images"], seed=settings["seed"], **options), target)
 
 
 def _mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str], None], oof: Path | None = None) -> None:

@@ -161,4 +161,7 @@ CV_GRID: list[tuple[str, MiningConfig, bool]] = [  # (name, config, model-aware)
     ("model-aware, no held-out, thesaurus", MiningConfig(held_out_share=0.0, thesaurus=True), True),
     ("model-aware, no held-out, beta estimator", MiningConfig(held_out_share=0.0, estimator="beta",
                                                               prior_strength=1.0), True),
+    ("model-aware, no held-out, beta, disjunctions 3", MiningConfig(held_out_share=0.0, estimator="beta",
+                                                                    prior_strength=1.0, disjunctions=3), True),
+    ("model-aware + precise rules", MiningConfig(keep_precise=True), True),
 ]

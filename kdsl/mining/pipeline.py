@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from kdsl.dsl import ast
 from kdsl.mining.bitsets import TEXT_FIELDS, predicate_bits
 from kdsl.mining.candidates import Candidate, propose
-from kdsl.mining.filtering import filter_model_aware, filter_rules, is_guard
+from kdsl.mining.filtering import filter_model_aware, filter_rules, is_guard, rank
 from kdsl.mining.llm_proposer import blend_reward
 from kdsl.mining.mcts import Search, SearchConfig
 from kdsl.mining.mined import MinedRule
@@ -56,6 +56,8 @@ class MiningConfig:
     min_net: float = 0.5  # with predictions: expected net training rows a rule must fix
     rule_prior: float | None = None  # with predictions: prior mean of a rule's precision (None: the label's base rate)
     guards: bool = True  # with predictions: model.score / model.label guards among the candidates
+    keep_precise: bool = False  # with predictions: also keep the precise rules the miner without them keeps,
+    #                             unless they break more training rows than they fix
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,8 @@ def mine(rows: list[dict], task: str, config: MiningConfig = MiningConfig(),
                                      held_out_effect=held_out_effect, tolerance=config.tolerance,
                                      max_rules=config.max_rules)
         survivors, redundant, harmful = outcome.kept, outcome.redundant, outcome.harmful
+        if config.keep_precise:
+            survivors = _with_precise(survivors, found, config, positives, held_out_positives)
         eligible = fixable
     else:
         survivors = filter_rules(found, min_reward=config.min_reward, positives=positives,
@@ -183,6 +187,18 @@ def mine(rows: list[dict], task: str, config: MiningConfig = MiningConfig(),
     labels = tuple(sorted({r["label"] for r in rows}))
     summary = _summarise(labels, survivors, mining_rows, examples, originals, positives, held_out_positives)
     return MiningResult(task, labels, survivors, summary, dict(proposed), redundant, harmful)
+
+
+def _with_precise(survivors: list[MinedRule], found: list[MinedRule], config: MiningConfig, positives,
+                  held_out_positives) -> list[MinedRule]:
+    """``survivors`` plus the rules the precision-only filters keep (reward = the precision
+    estimate) that do not break more training rows than they fix, ranked by precision."""
+    precise = filter_rules([replace(r, reward=r.confidence) for r in found], min_reward=config.min_reward,
+                           positives=positives, held_out_positives=held_out_positives,
+                           tolerance=config.tolerance, max_rules=config.max_rules)
+    taken = {(r.label, r.predicates) for r in survivors}
+    extra = [r for r in precise if (r.label, r.predicates) not in taken and (r.broken or 0) <= (r.fixed or 0)]
+    return rank(survivors + extra, by_confidence=True)
 
 
 def _with(proposals: dict[str, list[Candidate]], extra: dict[str, list[Candidate]]) -> dict[str, list[Candidate]]:

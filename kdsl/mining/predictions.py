@@ -51,14 +51,14 @@ def fold_of_rows(labels: list, folds: int, seed=0) -> list[int]:
     return fold
 
 
-def out_of_fold(table: pa.Table, adapter: str = "baseline", folds: int = 5, seed: int = 0,
+def out_of_fold(table: pa.Table, adapter: str = "baseline", folds: int = 5, fold_seed: int = 0,
                 images=None, **options) -> pa.Table:
     """``id``, ``model_label``, ``model_score`` for every labelled row of ``table``, each from
     an adapter (``kdsl.adapters.adapter_class(adapter)``) trained on the other folds with
-    ``options``. Labels are given to every fold's adapter, so a label absent from a fold's
-    training rows is still one it may predict.
+    ``options`` (e.g. the adapter's ``seed``; ``fold_seed`` deals the folds). Labels are given to every fold's adapter, so a label
+    absent from a fold's training rows is still one it may predict.
 
-        >>> oof = out_of_fold(train_table, folds=5, epochs=25)   # doctest: +SKIP
+        >>> oof = out_of_fold(train_table, folds=5, epochs=25, seed=0)   # doctest: +SKIP
     """
     from kdsl.adapters import adapter_class
     from kdsl.adapters.base import labels_by_task
@@ -67,7 +67,7 @@ def out_of_fold(table: pa.Table, adapter: str = "baseline", folds: int = 5, seed
         raise InputError(f"out-of-fold predictions need at least 2 folds, not {folds}")
     labelled = table.filter(pc.is_valid(table.column("label")))
     labels = labels_by_task(labelled)
-    fold = fold_of_rows(labelled.column("label").to_pylist(), folds, seed)
+    fold = fold_of_rows(labelled.column("label").to_pylist(), folds, fold_seed)
     ids = labelled.column("id").to_pylist()
     predicted_label: list = [None] * labelled.num_rows
     predicted_score: list = [None] * labelled.num_rows
@@ -76,7 +76,8 @@ def out_of_fold(table: pa.Table, adapter: str = "baseline", folds: int = 5, seed
         fit = [i for i, f in enumerate(fold) if f != k]
         if not held:
             continue
-        model = adapter_class(adapter).train(labelled.take(fit), labels=labels, images=images, seed=seed, **options)
+        where = {"images": images} if images is not None else {}  # not every adapter reads images
+        model = adapter_class(adapter).train(labelled.take(fit), labels=labels, **where, **options)
         out = model.predict(labelled.take(held), images=images)
         for i, label, score in zip(held, out.column("model_label").to_pylist(), out.column("model_score").to_pylist()):
             predicted_label[i], predicted_score[i] = label, score
