@@ -28,7 +28,7 @@ predictions) and with the model-aware rules (``MODEL_AWARE``, chosen by cross-va
 training rows, see docs/mining.md), the rules' precision and coverage, rows fixed and broken and
 mining time; RIPPER's precision/coverage on the same split with ``--ripper`` (slow).
 ``--cv`` prints the cross-validation on the training rows that chose ``MODEL_AWARE`` (the
-measured rows are not read). ``--only NAME`` restricts to one data set (e.g. ``jddc-dev-10``).
+measured rows are not read). ``--only NAME[,NAME]`` restricts to those data sets (e.g. ``jddc-dev-10``).
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ def model_aware_runs() -> None:
     print(f"{'data (train -> measured)':34} {'miner':12} {'F1 base':>7} {'F1 +rules':>9} {'gain pts':>8} "
           f"{'rules':>5} {'precision':>9} {'coverage':>8} {'fixed':>5} {'broken':>6} {'mining_s':>8}")
     for name, split in MODEL_AWARE_RUNS.items():
-        if only and name != only:
+        if only and name not in only.split(","):
             continue
         train, measured = split()
         train, measured, baseline_s = with_baseline(name, train, measured)
@@ -328,7 +328,7 @@ def model_aware_runs() -> None:
             precision = "-" if m["precision"] is None else f"{m['precision']:.3f}"
             print(f"{label:34} {miner:12} {m['baseline']:7.4f} {m['final']:9.4f} {m['gain']:+8.2f} {m['rules']:5} "
                   f"{precision:>9} {m['coverage']:8.3f} {m['fixed']:5} {m['broken']:6} {m['mining_s']:8.1f}", flush=True)
-        if "--ripper" in sys.argv:
+        if "--ripper" in sys.argv and (not _option("--ripper-on") or name in _option("--ripper-on").split(",")):
             r = ripper(measured, train, ("user",) if name.startswith("jddc") else ("user", "agent"))
             print(f"{label:34} {'RIPPER':12} {'':7} {'':9} {'':8} {r['rules']:5} {r['precision']!s:>9} "
                   f"{r['coverage']:8.3f} {'':5} {'':6} {r['mining_s']:8.1f}", flush=True)
