@@ -36,8 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from kdsl.record import TEXT_FIELDS
+
 HERE = Path(__file__).resolve().parent
-TEXT_FIELDS = ("user", "agent", "ocr")
 FIELD_BYTES = {"user": 80, "agent": 200, "ocr": 120}  # mean UTF-8 bytes per non-null value
 OCR_NULL_SHARE = 0.4
 INTENT_LABELS = [

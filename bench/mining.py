@@ -46,9 +46,10 @@ import pyarrow as pa
 import wittgenstein as lw
 
 from kdsl.engine import loads
-from kdsl.mining.pipeline import MiningConfig, mine
+from kdsl.mining.miner import MiningConfig, mine
 from kdsl.mining.writer import render
 from kdsl.mining.crossval import CV_GRID, MODEL_AWARE, cross_validate, final_labels, rule_effects
+from kdsl.record import MODEL_LABEL, SCORES, TEXT_FIELDS
 
 # The shared data folder beside the checkout; KDSL_BENCH_DATA overrides it (a git worktree).
 DATA = Path(os.environ.get("KDSL_BENCH_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
@@ -131,7 +132,7 @@ def _mined(train: list[dict], task: str):
 
 def _measure(rows: list[dict], task: str, result, seconds: float) -> dict:
     engine = loads(render(task, result.labels, result.rules))
-    table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in ("task", "user", "agent", "ocr")})
+    table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in ("task", *TEXT_FIELDS)})
     scored = engine.score(table).to_pylist()
     decided = [(s[task], r["label"]) for s, r in zip(scored, rows) if s[f"{task}_rule"]]
     per_label = defaultdict(lambda: [0, 0])
@@ -193,7 +194,7 @@ def with_model(epochs: int | None = None) -> dict:
     train_rows = [r for r in tables["train"].to_pylist() if r["task"] == "intent"]
     result, _ = _mined(train_rows, "intent")
     engine = loads(render("intent", result.labels, result.rules))
-    columns = [c for c in ("task", "user", "agent", "ocr", "model_label") if c in predicted.column_names]
+    columns = [c for c in ("task", *TEXT_FIELDS, MODEL_LABEL) if c in predicted.column_names]
     scored = engine.score(predicted.select(columns)).column("intent").to_pylist()
     gold, tasks = predicted.column("label").to_pylist(), predicted.column("task").to_pylist()
     model = predicted.column("model_label").to_pylist()
@@ -257,7 +258,7 @@ def with_baseline(name: str, train: list[dict], measured: list[dict]) -> tuple[l
     import pyarrow.parquet as pq
 
     from kdsl.adapters import adapter_class
-    from kdsl.data.schema import record_table
+    from kdsl.record import record_table
     from kdsl.mining.predictions import join_predictions, out_of_fold, predictions_by_id
 
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -370,4 +371,4 @@ if __name__ == "__main__":
         print(f"\ntmm-sim dev weighted F1, CPU baseline trained on train ({f1['seconds']}s), rules mined on train:")
         print(f"{'':18} {'DIS':>6} {'ISS':>6} {'OSS':>6}")
         for name in ("baseline", "baseline + rules"):
-            print(f"{name:18} " + " ".join(f"{f1[name][k]:6.4f}" for k in ("DIS", "ISS", "OSS")))
+            print(f"{name:18} " + " ".join(f"{f1[name][k]:6.4f}" for k in SCORES))

@@ -19,9 +19,20 @@ at its edge, into ``error: …`` and exit status 2.
 
 from __future__ import annotations
 
+import contextlib
+
 
 class KdslError(Exception):
     """The root: every error kdsl raises on purpose."""
+
+
+class RuleError(KdslError):
+    """Rules that do not load: one or more located problems (``kdsl.dsl.errors.Diagnostic``),
+    each naming file, line and column. ``str()`` renders them all, in file and line order."""
+
+    def __init__(self, diagnostics: list):
+        self.diagnostics = sorted(diagnostics, key=lambda d: (d.span.path, d.span.line, d.span.column))
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
 
 
 class InputError(KdslError, ValueError):
@@ -44,3 +55,24 @@ class LimitError(KdslError, ValueError):
 
 class DependencyError(KdslError, RuntimeError):
     """An optional dependency or external engine is missing or failed (OCR, Ray, an LLM)."""
+
+
+@contextlib.contextmanager
+def context(where: str):
+    """Prefix ``where: `` to the message of a ``KdslError`` raised inside (the file or config
+    section that a library call was given as a table or a value, and so cannot name itself).
+    A ``RuleError`` names its own files and lines, a ``DependencyError`` is about no input: both
+    are left as they are.
+
+    >>> with context("dev.parquet"):
+    ...     raise InputError("no 'label' column")
+    Traceback (most recent call last):
+    kdsl.errors.InputError: dev.parquet: no 'label' column
+    """
+    try:
+        yield
+    except (RuleError, DependencyError):
+        raise
+    except KdslError as error:
+        error.args = (f"{where}: {error}",)
+        raise

@@ -24,14 +24,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from kdsl.metrics import OVERALL, SCORE_OF_TASK, Confusion, confusion, task_scores
-
-MODEL = "model_label"
-LABEL = "label"
-TASK = "task"
+from kdsl.errors import InputError
+from kdsl.metrics import Confusion, confusion, task_scores
+from kdsl.record import LABEL, MODEL_LABEL, OVERALL, SCORE_OF_TASK, TASK
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """The table cannot be evaluated; the message says why."""
 
 
@@ -42,7 +40,7 @@ def targets_in(names: list[str]) -> list[str]:
 
 def needed_columns(names: list[str]) -> list[str]:
     """The columns ``evaluate`` reads, so a caller can read no others from a wide file."""
-    wanted = {TASK, LABEL, MODEL}
+    wanted = {TASK, LABEL, MODEL_LABEL}
     for target in targets_in(names):
         wanted |= {target, f"{target}_rule", f"{target}_source"}
     return [n for n in names if n in wanted]
@@ -56,7 +54,7 @@ class _Rows:
         if LABEL not in names:
             raise EvaluationError("no 'label' column: evaluation needs the true labels")
         self.targets = targets_in(names)
-        if MODEL not in names and not self.targets:
+        if MODEL_LABEL not in names and not self.targets:
             raise EvaluationError("nothing to evaluate: no 'model_label' column and no rule outputs "
                                   "(T, T_rule, T_source); score the table with `kdsl score` first")
         labels = _strings(table, LABEL)
@@ -64,7 +62,7 @@ class _Rows:
         self.total, self.unlabelled = len(labels), int((~keep).sum())
         self.label = labels[keep]
         self.task = self._tasks(table, task)[keep]
-        self.model = _strings(table, MODEL)[keep] if MODEL in names else None
+        self.model = _strings(table, MODEL_LABEL)[keep] if MODEL_LABEL in names else None
         self.columns = {t: _strings(table, t)[keep] for t in self.targets}
         self.sources = {t: _strings(table, f"{t}_source")[keep] for t in self.targets}
         if not len(self.label):

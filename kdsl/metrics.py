@@ -25,10 +25,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# The challenge names its scores after the tasks: Dialogue Intent Score, Image Scene Score, and
-# the Overall Score over both tasks' rows pooled together.
-SCORE_OF_TASK = {"intent": "DIS", "scene": "ISS"}
-OVERALL = "OSS"
+from kdsl.record import OVERALL, SCORE_OF_TASK
+
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-SCORES = ("DIS", "ISS", "OSS")
+from kdsl.record import LABEL, MODEL_LABEL, SCORE_OF_TASK, SCORES, TASK
+
 ABLATION = (  # row name, model variant, prediction (evaluate's "model" or "final")
     ("model alone", "noflip", "model"),
     ("+ augmentation", "flip", "model"),
     ("+ rule engine", "noflip", "final"),
     ("both = KDSL", "flip", "final"),
 )
-TASK_SCORE = {"intent": "DIS", "scene": "ISS"}
 
 
 def ablation_scores(results: dict) -> dict[str, dict]:
@@ -67,7 +67,7 @@ def rule_changes(table, task: str) -> list[dict]:
     if f"{task}_rule" not in names:
         return []
     counts: dict[str, dict] = {}
-    for row in table.select([c for c in ("task", "label", "model_label", task, f"{task}_rule", f"{task}_source")
+    for row in table.select([c for c in (TASK, LABEL, MODEL_LABEL, task, f"{task}_rule", f"{task}_source")
                              if c in names]).to_pylist():
         if row.get("task", task) != task or row[f"{task}_source"] != "rule":
             continue
@@ -75,13 +75,13 @@ def rule_changes(table, task: str) -> list[dict]:
                                                        "decided": 0, "changed": 0, "fixed": 0, "broke": 0,
                                                        "correct": 0, "labelled": 0})
         cell["decided"] += 1
-        changed = row[task] != row.get("model_label")
+        changed = row[task] != row.get(MODEL_LABEL)
         cell["changed"] += changed
         if row.get("label") is not None:
             cell["labelled"] += 1
             cell["correct"] += row[task] == row["label"]
             cell["fixed"] += changed and row[task] == row["label"]
-            cell["broke"] += changed and row.get("model_label") == row["label"]
+            cell["broke"] += changed and row.get(MODEL_LABEL) == row["label"]
     for cell in counts.values():
         cell["precision"] = cell["correct"] / cell["labelled"] if cell["labelled"] else None
     return sorted(counts.values(), key=lambda c: (-c["changed"], -c["decided"], c["rule"]))
@@ -108,7 +108,7 @@ def seesaw_table(seesaw: dict) -> list[str]:
             cells.append(f"{means[mode, score]:.4f}{spread}" if values else "-")
         per_seed = "; ".join(f"{_number(r['scores'].get('DIS'))} / {_number(r['scores'].get('ISS'))}" for r in mine)
         lines.append(f"| {mode} | " + " | ".join(cells) + f" | {per_seed} |")
-    deltas = [f"{s} {means['joint', s] - means['separate', s]:+.4f}" for s in ("DIS", "ISS")
+    deltas = [f"{s} {means['joint', s] - means['separate', s]:+.4f}" for s in SCORE_OF_TASK.values()
               if means["joint", s] is not None and means["separate", s] is not None]
     if deltas:
         lines += ["", "Joint minus separate: " + ", ".join(deltas) + ". A task that loses when trained "

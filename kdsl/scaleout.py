@@ -27,15 +27,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from kdsl.dsl.checker import RuleSet
+from kdsl.errors import DependencyError
 
-#: Adapters that want a GPU per worker when the cluster has one.
-GPU_ADAPTERS = frozenset({"qwen2vl"})
 BLOCK_BYTES = 32 * 1024 * 1024
 
 
-class ScaleOutError(RuntimeError):
-    """Ray missing, a cluster that cannot be reached, a worker that failed for no input reason.
-    The CLI reports it as ``error: ...`` with exit status 2."""
+class ScaleOutError(DependencyError):
+    """Ray missing, a cluster that cannot be reached, a worker that failed for no input reason."""
 
 
 # -------------------------------------------------------------------------------------- engine
@@ -96,7 +94,7 @@ class _PredictBatches:
     def __init__(self, model_dir: str, runtime: str, images: str | None, overrides: dict):
         import kdsl.adapters
 
-        self.adapter = kdsl.adapters.load(model_dir, runtime, overrides)  # overrides: --label-column etc.
+        self.adapter = kdsl.adapters.load(model_dir, runtime, overrides)  # overrides: a precomputed model's columns
         self.images = images
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -129,7 +127,7 @@ def predict_on_ray(input_path, model_dir, output, *, images=None, batch_size: in
                    gpus: float | None = None, address: str | None = None) -> None:
     """``kdsl predict`` on Ray: each actor loads the model once. ``overrides``: adapter
     attributes to set (a precomputed model's ``label_column``...). ``gpus``: GPUs per actor;
-    ``None`` gives 1 to an adapter that wants one (``GPU_ADAPTERS``) when the cluster has
+    ``None`` gives 1 to an adapter that wants one (``Adapter.wants_gpu``) when the cluster has
     GPUs, else 0. ``model_dir`` and ``images`` must be reachable at the same path on every
     node."""
     from kdsl.adapters.storage import read_config
@@ -141,7 +139,7 @@ def predict_on_ray(input_path, model_dir, output, *, images=None, batch_size: in
     def plan(ray, dataset):
         cluster_gpus = ray.cluster_resources().get("GPU", 0)
         wanted = gpus_per_worker(adapter, cluster_gpus) if gpus is None else gpus
-        if gpus is None and adapter in GPU_ADAPTERS and not cluster_gpus:
+        if gpus is None and _wants_gpu(adapter) and not cluster_gpus:
             print(f"note: the Ray cluster has no GPU; {adapter} runs on CPUs", file=sys.stderr)
         return dataset.map_batches(
             _PredictBatches, fn_constructor_args=(model_dir, runtime, images, overrides or {}),
@@ -154,7 +152,13 @@ def predict_on_ray(input_path, model_dir, output, *, images=None, batch_size: in
 def gpus_per_worker(adapter: str, cluster_gpus: float) -> int:
     """One GPU per actor for an adapter that wants one (with torch, or onnxruntime-gpu), when
     the cluster has any."""
-    return int(adapter in GPU_ADAPTERS and cluster_gpus > 0)
+    return int(_wants_gpu(adapter) and cluster_gpus > 0)
+
+
+def _wants_gpu(adapter: str) -> bool:
+    from kdsl.adapters import adapter_class
+
+    return adapter_class(adapter).wants_gpu
 
 
 def _pool(ray, workers, cpus_each):
@@ -174,12 +178,12 @@ def import_ray():
         import ray
         import ray.data
     except ImportError:
-        raise ScaleOutError("--ray needs Ray: pip install 'kdsl[ray]'") from None
+        raise ScaleOutError("scaling out needs Ray: pip install 'kdsl[ray]'") from None
     return ray
 
 
 def _run(plan, input_path, output, columns, address) -> None:
-    from kdsl.adapters.storage import atomic_directory
+    from kdsl.io import atomic_directory
 
     ray = import_ray()
     started = not ray.is_initialized()

@@ -19,34 +19,86 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pyarrow as pa
 
-TOPK_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
-PREDICTION_FIELDS = [
-    pa.field("model_label", pa.string()),
-    pa.field("model_score", pa.float32()),
-    pa.field("model_topk", TOPK_TYPE),
-]
-PREDICTION_COLUMNS = [f.name for f in PREDICTION_FIELDS]
+from kdsl.errors import ModelError
+from kdsl.record import LABEL, PREDICTION_COLUMNS, PREDICTION_FIELDS, TASK, TOPK_TYPE
 
 
-class AdapterError(ValueError):
+class AdapterError(ModelError):
     """Input an adapter cannot use (a missing column, a label outside its task, a bad model
-    directory). The CLI reports it as ``error: ...`` with exit status 2."""
+    directory, an option it does not take)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option an adapter's ``train`` takes, declared by the adapter so that ``kdsl train``'s
+    flags and the pipeline's ``[model]`` section are derived from it, not written again.
+
+    ``name`` is the keyword (``--name-with-dashes`` on the command line unless ``flag`` says
+    otherwise); ``kind`` is ``str``, ``int``, ``float``, ``bool`` (a flag), ``"dir"`` (an
+    existing folder) or a tuple of choices; ``minimum`` bounds a number (``above``: strictly);
+    ``required``: the adapter cannot train without it; ``requires``: only together with that
+    (boolean) option; ``config_key``: the pipeline's own ``[model]`` key for it. A default is
+    the adapter's own, said in ``help``.
+
+        >>> Option("learning_rate", float, "AdamW learning rate", minimum=0, above=True, flag="--lr").cli_flag
+        '--lr'
+    """
+
+    name: str
+    kind: object = str
+    help: str = ""
+    minimum: float | None = None
+    above: bool = False
+    required: bool = False
+    requires: str | None = None
+    config_key: str | None = None
+    flag: str | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
 
 
 class Adapter(ABC):
-    """Train, save, load, predict. Subclasses register in ``kdsl.adapters.ADAPTERS``."""
+    """Train, save, load, predict. Subclasses register in ``kdsl.adapters.ADAPTERS`` and declare
+    what the callers need to know about them, so that no caller branches on an adapter's name:
+
+    - ``options``: what ``train`` takes (``Option``); ``load_options``: the attributes a caller
+      may set on a loaded model (a precomputed model's column names);
+    - ``learns``: whether it fits anything (``precomputed`` only reads predictions);
+    - ``reads_images``: whether ``images`` matters to it; ``wants_gpu``: one per worker when
+      there are GPUs; ``keeps_checkpoint``: ``train`` takes ``checkpoint``/``resume``;
+    - ``export_class``: ``"module:Class"`` of its ONNX form (``export(adapter, output)`` and
+      ``load(directory)``), or None when it does not export.
+    """
 
     name: ClassVar[str]
     labels: dict[str, list[str]]  # task -> its labels, sorted
+    options: ClassVar[tuple[Option, ...]] = ()
+    load_options: ClassVar[tuple[str, ...]] = ()
+    learns: ClassVar[bool] = True
+    reads_images: ClassVar[bool] = False
+    wants_gpu: ClassVar[bool] = False
+    keeps_checkpoint: ClassVar[bool] = False
+    export_class: ClassVar[str | None] = None
 
     @classmethod
     @abstractmethod
-    def train(cls, table: pa.Table, labels: dict[str, list[str]] | None = None, **options) -> Adapter:
-        """A new adapter fitted to the labelled rows of ``table``."""
+    def train(cls, table: pa.Table, labels: dict[str, list[str]] | None = None, images=None, log=None,
+              **options) -> Adapter:
+        """A new adapter fitted to the labelled rows of ``table``. ``images``: the data root of
+        ``image_paths``; ``log``: called with a line of progress now and then."""
+
+    @classmethod
+    def flip_options(cls, flip: bool) -> dict:
+        """The training options that turn horizontal-flip augmentation on or off (the
+        pipeline trains a model each way)."""
+        return {}
 
     @abstractmethod
     def save(self, directory) -> None:
@@ -83,7 +135,7 @@ def settings_from(settings_class, options: dict, adapter: str):
 
 def labels_by_task(table: pa.Table, given: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
     """Every task's labels: those given, plus those its labelled rows use, sorted."""
-    for column in ("task", "label"):
+    for column in (TASK, LABEL):
         if column not in table.column_names:
             raise AdapterError(f"training data has no {column!r} column")
     found: dict[str, set[str]] = {task: set(labels) for task, labels in (given or {}).items()}

@@ -27,21 +27,23 @@ import torch.nn.functional as F
 from kdsl.adapters.base import (
     Adapter,
     AdapterError,
+    Option,
     labels_by_task,
     row_tasks,
     settings_from,
     with_predictions,
 )
-from kdsl.adapters.features import TEXT_FIELDS, encode, row_thumbnails, text_ids
+from kdsl.adapters.features import encode, row_thumbnails, text_ids
 from kdsl.adapters.network import BaselineNetwork
 from kdsl.adapters.storage import (
-    atomic_directory,
     read_config,
     read_weights,
     write_config,
     write_weights,
 )
 from kdsl.data.augment import augment_image
+from kdsl.io import atomic_directory
+from kdsl.record import TEXT_FIELDS
 
 JOINT = "joint"
 TASK_MODES = ("joint", "separate")
@@ -74,6 +76,13 @@ class Settings:
 
 class BaselineAdapter(Adapter):
     name = "baseline"
+    options = (
+        Option("epochs", int, "training epochs (default 25)", minimum=1),
+        Option("seed", int, "seed of the initial weights, batch order and flips (default 0)"),
+        Option("tasks", TASK_MODES, "one network for both tasks, or one per task (default joint)"),
+    )
+    reads_images = True
+    export_class = "kdsl.adapters.baseline_onnx:OnnxBaselineAdapter"
 
     def __init__(self, labels: dict[str, list[str]], settings: Settings, networks: dict[str, BaselineNetwork]):
         self.labels = labels
@@ -100,7 +109,7 @@ class BaselineAdapter(Adapter):
         torch.manual_seed(settings.seed)
         networks = {}
         for key in _network_keys(labels, settings):
-            classes = _classes(labels, key)
+            classes = output_classes(labels, key)
             index = {c: i for i, c in enumerate(classes)}
             members = [i for i in range(table.num_rows) if key == JOINT or tasks[rows[i]] == key]
             targets = [index[(tasks[rows[i]], gold[rows[i]])] for i in members]
@@ -126,7 +135,7 @@ class BaselineAdapter(Adapter):
                            if tasks[start + i] in self.labels and (key == JOINT or tasks[start + i] == key)]
                 if not members:
                     continue
-                classes = _classes(self.labels, key)
+                classes = output_classes(self.labels, key)
                 member_tasks = [tasks[start + i] for i in members]
                 encoded = encode([text[i] for i in members], [thumbnails[i] for i in members],
                                  self.settings.image_size)
@@ -155,7 +164,8 @@ class BaselineAdapter(Adapter):
     def load(cls, directory) -> BaselineAdapter:
         config = read_config(directory)
         if config.get("runtime") == "onnx":
-            raise AdapterError(f"{directory}: an ONNX export of a baseline model; run it with --runtime onnx")
+            raise AdapterError(f"{directory}: an ONNX export of a baseline model; load it with runtime "
+                              "\"onnx\" (kdsl predict --runtime onnx)")
         try:
             settings = Settings(**config["settings"])
             labels = config["labels"]
@@ -165,7 +175,7 @@ class BaselineAdapter(Adapter):
         weights = read_weights(directory)
         networks = {}
         for key in keys:
-            network = _network(settings, len(_classes(labels, key)))
+            network = _network(settings, len(output_classes(labels, key)))
             state = {name[len(key) + 1:]: value for name, value in weights.items() if name.startswith(key + ".")}
             try:
                 network.load_state_dict(state)
@@ -173,6 +183,10 @@ class BaselineAdapter(Adapter):
                 raise AdapterError(f"{directory}: weights do not fit the config ({error})") from None
             networks[key] = network.eval()
         return cls(labels, settings, networks)
+
+    @classmethod
+    def flip_options(cls, flip: bool) -> dict:
+        return {"flip": flip}
 
 
 # ---------------------------------------------------------------------------------- internals
@@ -182,7 +196,7 @@ def _network_keys(labels, settings) -> list[str]:
     return [JOINT] if settings.tasks == "joint" else list(labels)
 
 
-def _classes(labels: dict[str, list[str]], key: str) -> list[tuple[str, str]]:
+def output_classes(labels: dict[str, list[str]], key: str) -> list[tuple[str, str]]:
     """The output classes of network ``key``: (task, label) pairs in a fixed order."""
     tasks = list(labels) if key == JOINT else [key]
     return [(task, label) for task in tasks for label in labels[task]]

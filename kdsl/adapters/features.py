@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-TEXT_FIELDS = ("user", "agent", "ocr")
+from kdsl.record import TEXT_FIELDS
+
 MAX_CHARS = 1024  # per field: long OCR dumps add cost, not signal
 MAX_IMAGES = 4  # per row
 NGRAMS = (1, 2, 3)

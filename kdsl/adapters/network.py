@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdsl.adapters.features import TEXT_FIELDS
+from kdsl.record import TEXT_FIELDS
 
 IMAGE_FEATURES = 64
 FIELDS = len(TEXT_FIELDS)  # text bags per row, averaged separately: user, agent, ocr

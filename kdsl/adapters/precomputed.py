@@ -20,22 +20,31 @@ from __future__ import annotations
 import pyarrow as pa
 
 from kdsl.adapters.base import (
-    TOPK_TYPE,
     Adapter,
     AdapterError,
+    Option,
     labels_by_task,
     row_tasks,
     with_predictions,
 )
-from kdsl.adapters.storage import atomic_directory, read_config, write_config
+from kdsl.adapters.storage import read_config, write_config
+from kdsl.io import atomic_directory
+from kdsl.record import MODEL_LABEL, MODEL_SCORE, TOPK_TYPE
 
-DEFAULT_SCORE = "model_score"
+DEFAULT_SCORE = MODEL_SCORE
 
 
 class PrecomputedAdapter(Adapter):
     name = "precomputed"
+    options = (
+        Option("label_column", str, "the column of predicted labels (model_label)"),
+        Option("score_column", str, "the column of their probabilities (model_score)"),
+        Option("topk_column", str, "a list<struct<label, score>> column of the best labels (none by default)"),
+    )
+    load_options = ("label_column", "score_column", "topk_column")
+    learns = False
 
-    def __init__(self, labels: dict[str, list[str]], label_column: str = "model_label",
+    def __init__(self, labels: dict[str, list[str]], label_column: str = MODEL_LABEL,
                  score_column: str | None = DEFAULT_SCORE, topk_column: str | None = None):
         self.labels = labels
         self.label_column = label_column
@@ -43,8 +52,8 @@ class PrecomputedAdapter(Adapter):
         self.topk_column = topk_column
 
     @classmethod
-    def train(cls, table, labels=None, label_column="model_label", score_column=DEFAULT_SCORE, topk_column=None,
-              **options):
+    def train(cls, table, labels=None, images=None, log=None, label_column=MODEL_LABEL, score_column=DEFAULT_SCORE,
+              topk_column=None, **options):
         if options:
             raise AdapterError(f"the precomputed adapter takes no option {', '.join(map(repr, options))}")
         return cls(labels_by_task(table, labels), label_column, score_column, topk_column)

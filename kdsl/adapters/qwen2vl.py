@@ -52,19 +52,20 @@ import torch
 from kdsl.adapters.base import (
     Adapter,
     AdapterError,
+    Option,
     labels_by_task,
     row_tasks,
     settings_from,
     with_predictions,
 )
 from kdsl.adapters.storage import (
-    atomic_directory,
     read_config,
     read_weights,
     write_config,
     write_weights,
 )
 from kdsl.data.augment import augment_image
+from kdsl.io import atomic_directory
 
 MODEL_FOLDER = "model"  # the Hugging Face folder inside a saved model directory
 LORA_FOLDER = "lora"  # peft's adapter folder inside a saved LoRA model directory
@@ -118,6 +119,26 @@ class Prompt:
 
 class Qwen2VLAdapter(Adapter):
     name = "qwen2vl"
+    options = (
+        Option("model", "dir", "the LOCAL Qwen2-VL folder to fine-tune (model, tokenizer, image processor)",
+               required=True, config_key="base"),
+        Option("epochs", int, "training epochs (default 3)", minimum=1),
+        Option("seed", int, "seed of the LoRA start, row order and flips (default 0)"),
+        Option("learning_rate", float, "AdamW learning rate (default 5e-6)", minimum=0, above=True, flag="--lr"),
+        Option("gradient_accumulation", int, "rows per optimiser step (default 8)", minimum=1, flag="--grad-accum"),
+        Option("gradient_checkpointing", bool, "trade compute for memory while training"),
+        Option("cutoff", int, "most prompt + label tokens (default 1024; the oldest dialogue is cut)", minimum=16),
+        Option("lora", bool, "train LoRA adapters on the language model instead of every weight; the model "
+                             "directory then holds only the adapter and the base folder's path"),
+        Option("lora_rank", int, "LoRA rank (default 8)", minimum=1, requires="lora"),
+        Option("lora_alpha", float, "LoRA scaling alpha (default 16)", minimum=0, above=True, requires="lora"),
+        Option("resume", bool, "continue from the checkpoint beside the output (written after every epoch) "
+                               "if it is there"),
+    )
+    reads_images = True
+    wants_gpu = True
+    keeps_checkpoint = True
+    export_class = "kdsl.adapters.qwen2vl_onnx:OnnxQwen2VLAdapter"
 
     def __init__(self, labels, settings: Settings, model, tokenizer, image_processor, base=None, peft=None):
         self.labels = labels
@@ -153,12 +174,15 @@ class Qwen2VLAdapter(Adapter):
 
     @classmethod
     def train(cls, table: pa.Table, labels=None, images=None, log=None, model=None, checkpoint=None,
-              resume=False, **options) -> Qwen2VLAdapter:
+              resume=False, lora=False, **options) -> Qwen2VLAdapter:
         """Fine-tune the model in the local folder ``model`` on the labelled rows of ``table``.
-        ``images``: the data root of ``image_paths``; ``checkpoint`` / ``resume``: as in ``fit``.
-        Options are the fields of ``Settings``."""
+        ``images``: the data root of ``image_paths``; ``checkpoint`` / ``resume``: as in ``fit``;
+        ``lora``: LoRA of rank ``lora_rank`` (8 unless given). Options are the fields of
+        ``Settings``."""
         if model is None:
             raise AdapterError("the qwen2vl adapter needs model=<a local Qwen2-VL folder>")
+        if lora and not options.get("lora_rank"):
+            options["lora_rank"] = 8
         labels = labels_by_task(table, labels)
         adapter = cls.from_model(model, labels, **options)
         adapter.fit(table, images=images, log=log, checkpoint=checkpoint, resume=resume)
@@ -190,7 +214,7 @@ class Qwen2VLAdapter(Adapter):
             fingerprint = _fingerprint(settings, self.labels, records)
             if checkpoint.exists() and not resume:
                 raise AdapterError(f"{checkpoint}: a checkpoint of an earlier run is there; resume it "
-                                   "(kdsl train --resume) or remove it")
+                                   "(resume=True; kdsl train: --resume) or remove it")
             if checkpoint.exists():
                 losses = _restore(checkpoint, fingerprint, trainable, optimiser)
                 if log:
@@ -380,6 +404,10 @@ class Qwen2VLAdapter(Adapter):
             self.model.save_pretrained(folder, safe_serialization=True)
             self.tokenizer.save_pretrained(folder)
             self.image_processor.save_pretrained(folder)
+
+    @classmethod
+    def flip_options(cls, flip: bool) -> dict:
+        return {"flip_probability": 0.5 if flip else 0.0}  # each image flipped with this probability
 
     @classmethod
     def load(cls, directory) -> Qwen2VLAdapter:

@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from kdsl.adapters.base import AdapterError
-from kdsl.adapters.onnx_export import ExportedModel, open_session, quiet_export
+from kdsl.adapters.onnx import ExportedModel, open_session, quiet_export
 from kdsl.adapters.qwen2vl import IMAGE_PAD, Prompt, Qwen2VLAdapter, Settings
-from kdsl.adapters.storage import atomic_directory, write_config
+from kdsl.adapters.storage import write_config
+from kdsl.io import atomic_directory
 
 VISION, DECODER, PROCESSOR = "vision.onnx", "decoder.onnx", "processor"
 VISION_INPUTS, VISION_OUTPUT = ["pixel_values", "patch_positions"], "image_embeds"
@@ -166,6 +167,10 @@ class OnnxQwen2VLAdapter(ExportedModel, Qwen2VLAdapter):
         super().__init__(labels, settings, None, tokenizer, image_processor)
         self.vision, self.decoder = vision, decoder
         self.hidden_size, self.merge = int(config["hidden_size"]), int(config["merge_size"])
+
+    @classmethod
+    def export(cls, adapter: Qwen2VLAdapter, output) -> list[str]:
+        return export(adapter, output)
 
     @classmethod
     def load(cls, directory) -> OnnxQwen2VLAdapter:

@@ -5,46 +5,19 @@ The directory is written whole or not at all: into a hidden temporary directory 
 target, then renamed into place, so that an interrupted ``kdsl train`` leaves the previous model
 (or nothing) rather than a config without weights.
 
-    >>> with atomic_directory("model/") as tmp:          # doctest: +SKIP
+    >>> with kdsl.io.atomic_directory("model/") as tmp:          # doctest: +SKIP
     ...     write_config(tmp, {"adapter": "baseline"})
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from kdsl.adapters.base import AdapterError
 
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
 FORMAT_VERSION = 1
-
-
-@contextlib.contextmanager
-def atomic_directory(path):
-    """Yield a fresh temporary directory; on success it replaces ``path`` (an existing model
-    directory there is swapped out, then removed); on any error it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            # os.replace cannot put a directory over a non-empty one: move the old one aside
-            # first, so that at every moment `path` is either the old model or the new one.
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "model")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_config(directory, config: dict) -> None:

@@ -1,71 +1,55 @@
-"""What every command shares: the group, input errors, loading rules and Parquet files."""
+"""What every command shares: the group, which is the CLI's one error edge, and loading rules.
+
+Commands let every ``kdsl.errors.KdslError`` rise; the group turns it into ``error: …`` on
+stderr and exit status 2 (1 when the OCR engine cannot run: the input itself was fine), so that
+no traceback reaches the user for bad input and no command translates errors of its own.
+"""
 
 from __future__ import annotations
 
-import types
-from pathlib import Path
-
 import click
 
-from kdsl.dsl import KdslError
-from kdsl.dsl.loader import load_rules
+from kdsl.errors import KdslError
 
-EXIT_FINDINGS, EXIT_INPUT = 1, 2
+EXIT_FINDINGS, EXIT_INPUT, EXIT_ENGINE = 1, 2, 1
 
 
-class InputProblem(click.ClickException):
-    """Bad input: printed as ``error: ...`` and exit status 2."""
+class Failed(click.ClickException):
+    """A ``KdslError`` on its way out: printed as ``error: ...``, exit status as ``exit_status``."""
 
-    exit_code = EXIT_INPUT
+    def __init__(self, error: KdslError):
+        super().__init__(str(error))
+        self.exit_code = exit_status(error)
 
     def show(self, file=None):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def exit_status(error: KdslError) -> int:
+    """2 for any error kdsl reports, but 1 when the OCR engine cannot run at all."""
+    from kdsl.data.ocr import OcrEngineError
+
+    return EXIT_ENGINE if isinstance(error, OcrEngineError) else EXIT_INPUT
+
+
+class KdslGroup(click.Group):
+    """The ``kdsl`` group: runs a command and translates any ``KdslError`` it raises, here once."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KdslError as error:
+            raise Failed(error) from None
+
+
+@click.group(cls=KdslGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kdsl")
 def main():
     """kdsl: readable, correctable rules for e-commerce intent recognition."""
 
 
 def load_engine(paths):
+    """The rules under ``paths`` compiled; a ``RuleError`` naming every problem otherwise."""
     import kdsl.engine
 
-    try:
-        return kdsl.engine.Engine(load_rules(list(paths)))
-    except KdslError as error:
-        raise InputProblem(str(error)) from None
-
-
-def read_parquet(path):
-    """A Parquet file — or a directory of them, as ``--ray`` and Spark write — opened for
-    reading with ``ParquetFile``'s interface (schema_arrow, metadata.num_rows, read,
-    iter_batches); InputProblem when it is missing or not Parquet."""
-    import pyarrow.parquet as pq
-
-    try:
-        return ParquetDirectory(path) if Path(path).is_dir() else pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise InputProblem(f"{path}: no such file") from None
-    except Exception as error:  # pyarrow raises several types for a file that is not Parquet
-        raise InputProblem(f"{path}: not a readable Parquet file ({error})") from None
-
-
-class ParquetDirectory:
-    """The Parquet files of a directory as one source, in the surface of ``pq.ParquetFile``
-    that the commands use."""
-
-    def __init__(self, path):
-        import pyarrow.dataset as ds
-
-        self.dataset = ds.dataset(path, format="parquet")
-        if not self.dataset.files:
-            raise ValueError("a directory without Parquet files")
-        self.schema_arrow = self.dataset.schema
-        self.metadata = types.SimpleNamespace(num_rows=self.dataset.count_rows())
-
-    def read(self, columns=None):
-        return self.dataset.to_table(columns=columns)
-
-    def iter_batches(self, batch_size=65536, columns=None):
-        return self.dataset.to_batches(columns=columns, batch_size=batch_size)
+    return kdsl.engine.load(list(paths))

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, main, read_parquet
+from kdsl.cli.common import main
+from kdsl.errors import InputError, context
+from kdsl.io import open_parquet
 
 SHOWN = 5  # how many ids or names an error message lists before "and N more"
 
@@ -41,26 +43,23 @@ def import_tianchi(input_path, output, image_root, skip_bad):
     """
     import pyarrow.parquet as pq
 
-    from kdsl.data.importing import SourceError, import_samples, missing_images, read_samples
-    from kdsl.data.schema import record_table
+    from kdsl.data.importing import import_samples, missing_images, read_samples
+    from kdsl.record import record_table
     from kdsl.io import atomic_path
 
     output = Path(output)
     _check_output(output, input_path)
     if image_root is not None and not Path(image_root).is_dir():
-        raise InputProblem(f"--images {image_root}: no such folder")
-    try:
-        result = import_samples(read_samples(input_path))
-    except SourceError as error:
-        raise InputProblem(str(error)) from None
+        raise InputError(f"--images {image_root}: no such folder")
+    result = import_samples(read_samples(input_path))
     total = len(result.rows) + len(result.rejects)
     if total == 0:
-        raise InputProblem(f"{input_path}: no samples")
+        raise InputError(f"{input_path}: no samples")
     if result.rejects and not skip_bad:
-        raise InputProblem(f"{input_path}: {len(result.rejects)} of {total} sample(s) cannot be imported "
+        raise InputError(f"{input_path}: {len(result.rejects)} of {total} sample(s) cannot be imported "
                            f"(--skip-bad imports the rest):\n" + _listing(r.message() for r in result.rejects))
     if not result.rows:
-        raise InputProblem(f"{input_path}: none of the {total} sample(s) can be imported:\n"
+        raise InputError(f"{input_path}: none of the {total} sample(s) can be imported:\n"
                            + _listing(r.message() for r in result.rejects))
     if image_root is not None:
         missing = missing_images(result.rows, image_root)
@@ -91,22 +90,20 @@ def import_tianchi(input_path, output, image_root, skip_bad):
 @click.option("--allow-missing", is_flag=True, help="Write rows without a prediction with an empty predict.")
 def export_tianchi(input_path, output, target_specs, allow_missing):
     """Write the challenge's submission file: a UTF-8 CSV with header id,predict."""
-    from kdsl.data.submission import SubmissionError, TargetColumns, predictions, write_submission
+    from kdsl.data.submission import TargetColumns, predictions, write_submission
     from kdsl.io import atomic_path
 
     output = Path(output)
     _check_output(output, input_path)
-    source = read_parquet(input_path)
+    source = open_parquet(input_path)
     names = source.schema_arrow.names
-    try:
+    with context(input_path):
         targets = TargetColumns.parse(target_specs)
         columns = [c for c in names if c in ("id", "task")] + targets.needed(names)
         pairs = predictions(source.read(columns=columns), targets)
-    except SubmissionError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
     missing = [row_id for row_id, label in pairs if label is None]
     if missing and not allow_missing:
-        raise InputProblem(f"{input_path}: {len(missing)} row(s) without a prediction "
+        raise InputError(f"{input_path}: {len(missing)} row(s) without a prediction "
                            f"(--allow-missing writes them empty): {_preview(missing)}")
     with atomic_path(output) as tmp:
         write_submission(tmp, pairs)
@@ -117,9 +114,9 @@ def export_tianchi(input_path, output, target_specs, allow_missing):
 def _check_output(output: Path, input_path) -> None:
     """Refuse an output that would overwrite the input or that has no folder to go to."""
     if output.resolve() == Path(input_path).resolve():
-        raise InputProblem("the output would overwrite the input; choose another -o")
+        raise InputError("the output would overwrite the input; choose another -o")
     if not output.parent.is_dir():
-        raise InputProblem(f"{output}: no folder {output.parent}")
+        raise InputError(f"{output}: no folder {output.parent}")
 
 
 def _preview(names) -> str:

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, main, read_parquet
+from kdsl.cli.common import main
+from kdsl.errors import InputError, context
+from kdsl.io import open_parquet
+from kdsl.record import OVERALL, SCORE_OF_TASK
+from kdsl.text_table import text_table
 
 
 @main.command(name="eval")
@@ -21,15 +25,13 @@ def evaluate_command(input_path, as_json, plot_dir, task):
     """Weighted F1 of the model alone, coverage and precision of the rules alone, and weighted F1
     of the final prediction: DIS (intent rows), ISS (scene rows), OSS (all rows pooled); then a
     per-label table. Rows without a label are skipped."""
-    from kdsl.evaluation import EvaluationError, confusion_matrices, evaluate, needed_columns
+    from kdsl.evaluation import confusion_matrices, evaluate, needed_columns
 
-    source = read_parquet(input_path)
+    source = open_parquet(input_path)
     table = source.read(columns=needed_columns(source.schema_arrow.names))
-    try:
+    with context(input_path):
         report = evaluate(table, task)
         matrices = confusion_matrices(table, task) if plot_dir else {}
-    except EvaluationError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
     if plot_dir:
         _plot(matrices, Path(plot_dir))
     click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else render(report))
@@ -39,14 +41,14 @@ def _plot(matrices, folder: Path) -> None:
     try:
         from kdsl.plots import cjk_font, write_confusion_png
     except ImportError:
-        raise InputProblem("--plot needs matplotlib: pip install matplotlib") from None
+        raise InputError("--plot needs matplotlib: pip install matplotlib") from None
     if cjk_font() is None:
         click.echo("warning: no CJK font found (install fonts-noto-cjk or fonts-wqy-microhei); "
                    "Chinese labels will show as boxes", err=True)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputProblem(f"--plot {folder}: cannot make the folder ({error.strerror})") from None
+        raise InputError(f"--plot {folder}: cannot make the folder ({error.strerror})") from None
     for prediction, by_task in matrices.items():
         for task, matrix in by_task.items():
             path = folder / f"confusion-{prediction}-{task}.png"
@@ -68,7 +70,7 @@ def render(report: dict) -> str:
             table.append(["rules coverage"] + [_share(rules[n], "coverage") for n in names])
             table.append(["rules precision"] + [_share(rules[n], "precision") for n in names])
         table.append([name] + [_number(scores.get(n)) for n in names])
-    lines += ["", _text_table(table)]
+    lines += ["", text_table(table)]
     unanswered = {k: v for k, v in report["unpredicted"].items() if v}
     if unanswered:
         lines.append("rows without a prediction (counted as wrong): "
@@ -77,7 +79,7 @@ def render(report: dict) -> str:
     for task, scores in per_label["tasks"].items():
         lines += ["", f"{per_label['prediction']} prediction, {task}:"]
         header = ["label", "precision", "recall", "f1", "support", "predicted"]
-        lines.append(_text_table([header] + [[str(s["label"])] + [_number(s[k]) for k in header[1:]] for s in scores]))
+        lines.append(text_table([header] + [[str(s["label"])] + [_number(s[k]) for k in header[1:]] for s in scores]))
     return "\n".join(lines)
 
 
@@ -86,7 +88,7 @@ def _score_names(report: dict) -> list[str]:
     present = []
     for scores in report["scores"].values():
         present += [n for n, v in scores.items() if v is not None and n not in present]
-    present.sort(key=lambda n: (n == "OSS", n not in ("DIS", "ISS"), n))
+    present.sort(key=lambda n: (n == OVERALL, n not in SCORE_OF_TASK.values(), n))
     return present
 
 
@@ -100,23 +102,3 @@ def _share(cell, key) -> str:
     if cell is None or cell[key] is None:
         return "-"
     return f"{cell[key]:.1%}" + (f" ({cell['decided']})" if key == "coverage" else "")
-
-
-def _text_table(rows: list[list[str]]) -> str:
-    """Columns padded to the widest cell, counting CJK characters as two columns; numbers (every
-    column but the first) right-aligned; a rule under the header."""
-    from kdsl.dsl.errors import cell_width
-
-    def width(text):
-        return sum(cell_width(ch) for ch in text)
-
-    widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
-
-    def line(row):
-        cells = [cell + " " * (w - width(cell)) if i == 0 else " " * (w - width(cell)) + cell
-                 for i, (cell, w) in enumerate(zip(row, widths))]
-        return "  ".join(cells).rstrip()
-
-    lines = [line(row) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

@@ -4,9 +4,9 @@ import sys
 
 import click
 
-from kdsl.cli.common import InputProblem, main, read_parquet
-
-PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged with the n-gram ones
+from kdsl.cli.common import main
+from kdsl.errors import InputError, context
+from kdsl.io import read_parquet
 
 
 @main.command()
@@ -40,6 +40,9 @@ PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged w
 @click.option("--z", default=1.0, show_default=True, type=click.FloatRange(0), help="z of the Wilson bound.")
 @click.option("--prior-strength", default=2.0, show_default=True, type=click.FloatRange(0),
               help="Pseudo-rows of the Beta priors (the beta estimator, and the net rows fixed).")
+@click.option("--held-out-share", default=None, type=click.FloatRange(0, 0.9),
+              help="Share of TRAIN held out to check rules [default: 0.2; 0 with --predictions, chosen by "
+                   "cross-validation, see docs/mining.md].")
 @click.option("--disjunctions", default=0, show_default=True, type=click.IntRange(0),
               help="Literals the search may OR into a rule's first predicate: user has any(...).")
 @click.option("--thesaurus/--no-thesaurus", default=False, show_default=True,
@@ -47,66 +50,49 @@ PROPOSERS = ("ngram", "llm")  # llm: a local model proposes predicates, merged w
 @click.option("--lexicon", type=click.Path(), help="A .kdsl file whose `let` sets are offered as candidates.")
 def mine(train, output, task, validation, seed, max_predicates, min_reward, top_k, iterations, words, proposer,
          model, max_new_tokens, llm_confidence_weight, predictions, min_net, estimator, z, prior_strength,
-         disjunctions, thesaurus, lexicon):
+         held_out_share, disjunctions, thesaurus, lexicon):
     """Mine rules for TRAIN's rows of one task (MCTS over word and n-gram predicates) into a .kdsl
     file. Scene rows need their screenshots' text first: run `kdsl ocr` on TRAIN."""
-    from kdsl.errors import KdslError
-    from kdsl.mining.pipeline import MiningConfig
-    from kdsl.mining.pipeline import mine as mine_rules
+    from kdsl.mining.miner import PROPOSERS, MiningConfig
+    from kdsl.mining.miner import mine as mine_rules
+    from kdsl.mining.miner import proposer as make_proposer
     from kdsl.mining.predictions import join_predictions, read_predictions
     from kdsl.mining.thesaurus import lexicon_sets
     from kdsl.mining.writer import write
 
     if proposer not in PROPOSERS:
-        raise InputProblem(f"unknown --proposer '{proposer}'; available: {', '.join(PROPOSERS)}")
+        raise InputError(f"unknown --proposer '{proposer}'; available: {', '.join(PROPOSERS)}")
     if proposer == "llm" and not model:
-        raise InputProblem("--proposer llm needs --model PATH (a local model folder)")
+        raise InputError("--proposer llm needs --model PATH (a local model folder)")
     if model and proposer != "llm":
-        raise InputProblem("--model is only used with --proposer llm")
+        raise InputError("--model is only used with --proposer llm")
     rows = _labelled_rows(train, task)
     held = _labelled_rows(validation, task) if validation else None
+    if held_out_share is None:
+        held_out_share = 0.0 if predictions else 0.2
     config = MiningConfig(seed=seed, max_predicates=max_predicates, min_reward=min_reward,
                           top_k=top_k, iterations=iterations, proposal_weight=llm_confidence_weight, words=words,
-                          estimator=estimator, z=z, prior_strength=prior_strength, disjunctions=disjunctions,
-                          thesaurus=thesaurus, min_net=min_net)
-    llm = _llm_proposer(model, max_new_tokens, task) if proposer == "llm" else None
+                          estimator=estimator, z=z, prior_strength=prior_strength, held_out_share=held_out_share,
+                          disjunctions=disjunctions, thesaurus=thesaurus, min_net=min_net)
+    if predictions:
+        rows = join_predictions(rows, read_predictions(predictions), predictions)
+    lets = lexicon_sets(lexicon) if lexicon else ()
+    llm = make_proposer(proposer, task, model, max_new_tokens)
     labels = sorted({r["label"] for r in rows})
-    try:
-        if predictions:
-            rows = join_predictions(rows, read_predictions(predictions), predictions)
-        lets = lexicon_sets(lexicon) if lexicon else ()
-        with _progress(len(labels)) as bar:
-            result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1),
-                                proposer=llm, lexicon=lets)
-    except KdslError as error:
-        raise InputProblem(str(error)) from None
+    with _progress(len(labels)) as bar:
+        result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1),
+                            proposer=llm, lexicon=lets)
     write(output, task, result.labels, result.rules)
-    _print_summary(result)
+    click.echo(summary_table(result))
     click.echo(f"wrote {len(result.rules)} rules for {len(result.labels)} labels -> {output}")
-
-
-def _llm_proposer(model, max_new_tokens, task):
-    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer, LlmUnavailable
-
-    try:
-        return LlmProposer(model, LlmConfig(max_new_tokens=max_new_tokens), task=task)
-    except LlmUnavailable as error:
-        raise InputProblem(str(error)) from None
 
 
 def _labelled_rows(path, task) -> list[dict]:
     """The rows of ``task`` that have a label, with their text fields."""
-    table = read_parquet(path).read()
-    if "label" not in table.schema.names:
-        raise InputProblem(f"{path}: no 'label' column; mining needs labelled rows")
-    if not any(f in table.schema.names for f in ("user", "agent", "ocr")):
-        raise InputProblem(f"{path}: no text column (user, agent or ocr) to mine")
-    columns = [c for c in ("id", "task", "user", "agent", "ocr", "label") if c in table.schema.names]
-    rows = [r for r in table.select(columns).to_pylist()
-            if r["label"] is not None and r.get("task", task) == task]
-    if not rows:
-        raise InputProblem(f"{path}: no labelled rows of task '{task}'")
-    return rows
+    from kdsl.mining.miner import training_rows
+
+    with context(path):
+        return training_rows(read_parquet(path), task)
 
 
 def _progress(total):
@@ -116,23 +102,27 @@ def _progress(total):
     return tqdm(total=total, desc="mining", unit="label", disable=not sys.stderr.isatty())
 
 
-def _print_summary(result) -> None:
-    from kdsl.mining.pipeline import SOURCES
+def summary_table(result) -> str:
+    """Candidates proposed per source; per label: rules kept, training rows, their coverage, how
+    the rules did held out (and, mined against predictions, the net training rows they fix); the
+    rules kept and those dropped as redundant or harmful."""
+    from kdsl.mining.miner import SOURCES
+    from kdsl.text_table import text_table
 
-    click.echo("candidates proposed: " + ", ".join(f"{source} {result.proposed.get(source, 0)}" for source in SOURCES))
-    aware = any(s.net_fixed is not None for s in result.summary) or result.redundant or result.harmful
-    width = max([len(s.label) for s in result.summary] + [5])
-    click.echo(f"{'label':<{width}}  rules  train rows  coverage  held-out matched  held-out precision"
-               + ("  net rows fixed" if aware else ""))
-    for s in result.summary:
-        precision = "-" if s.held_out_precision is None else f"{s.held_out_precision:.2f}"
-        net = ("-" if s.net_fixed is None else f"{s.net_fixed:.1f}").rjust(16) if aware else ""
-        click.echo(f"{s.label:<{width}}  {s.rules:>5}  {s.training_rows:>10}  {s.coverage:>8.2f}  "
-                   f"{s.held_out_fired:>16}  {precision:>18}{net}")
+    aware = any(s.net_fixed is not None for s in result.summary) or bool(result.redundant or result.harmful)
+    header = ["label", "rules", "train rows", "coverage", "held-out matched", "held-out precision"]
+    header += ["net rows fixed"] if aware else []
+    table = text_table([header] + [
+        [s.label, str(s.rules), str(s.training_rows), f"{s.coverage:.2f}", str(s.held_out_fired),
+         "-" if s.held_out_precision is None else f"{s.held_out_precision:.2f}"]
+        + (["-" if s.net_fixed is None else f"{s.net_fixed:.1f}"] if aware else []) for s in result.summary])
+    lines = ["candidates proposed: " + ", ".join(f"{source} {result.proposed.get(source, 0)}" for source in SOURCES),
+             table]
     if aware:
         total = sum(s.net_fixed or 0.0 for s in result.summary)
-        click.echo(f"rules kept {len(result.rules)}; dropped as redundant (only agree with the model) "
-                   f"{len(result.redundant)}, as harmful (net rows fixed <= 0) {len(result.harmful)}; "
-                   f"expected net training rows fixed {total:.1f}")
+        lines.append(f"rules kept {len(result.rules)}; dropped as redundant (only agree with the model) "
+                     f"{len(result.redundant)}, as harmful (net rows fixed <= 0) {len(result.harmful)}; "
+                     f"expected net training rows fixed {total:.1f}")
     else:
-        click.echo(f"rules kept {len(result.rules)}")
+        lines.append(f"rules kept {len(result.rules)}")
+    return "\n".join(lines)

@@ -27,110 +27,117 @@ from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, main, read_parquet
+from kdsl.cli.common import main
 from kdsl.cli.scoring import ray_address_option
+from kdsl.errors import InputError, context
+from kdsl.io import open_parquet, read_parquet
 
 
-@main.command()
+class AdapterCommand(click.Command):
+    """A command whose adapter flags are derived from what the adapters declare (``Adapter.options``,
+    or ``load_options`` with ``loading``). They are added on first use, so that other commands
+    (and ``kdsl --help``) do not import the adapters, and with them torch."""
+
+    def __init__(self, *args, loading: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loading = loading
+        self.derived = False
+
+    def get_params(self, ctx):
+        if not self.derived:
+            self.derived = True
+            self.params.extend(_click_option(option, help_text)
+                               for option, _, help_text in adapter_options(self.loading))
+        return super().get_params(ctx)
+
+
+def adapter_options(loading: bool = False) -> list[tuple]:
+    """(option, names of the adapters declaring it, help) for every option the adapters declare,
+    in registry then declaration order; the first declaration of a name gives its kind."""
+    from kdsl.adapters import adapter_classes
+
+    found: dict[str, tuple] = {}
+    for cls in adapter_classes():
+        for option in cls.options:
+            if loading and option.name not in cls.load_options:
+                continue
+            first, owners, helps = found.get(option.name, (option, [], []))
+            found[option.name] = (first, owners + [cls.name], helps + [f"{cls.name}: {option.help}"])
+    return [(option, owners, "; ".join(helps)) for option, owners, helps in found.values()]
+
+
+def _click_option(option, help_text: str) -> click.Option:
+    kind = option.kind
+    settings: dict = {"default": None, "help": help_text[:1].upper() + help_text[1:] + "."}
+    if kind is bool:
+        settings.update(is_flag=True, default=False)
+    elif kind == "dir":
+        settings.update(type=click.Path(), metavar="DIR")
+    elif isinstance(kind, tuple):
+        settings.update(type=click.Choice(kind))
+    elif kind in (int, float) and option.minimum is not None:
+        bounds = click.IntRange if kind is int else click.FloatRange
+        settings.update(type=bounds(min=option.minimum, min_open=option.above) if kind is float
+                        else bounds(min=option.minimum + option.above))
+    else:
+        settings.update(type=kind)
+    return click.Option([option.cli_flag, option.name], **settings)
+
+
+@main.command(cls=AdapterCommand)
 @click.argument("input_path", metavar="TRAIN.parquet", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
 @click.option("--adapter", "adapter_name", default="baseline", show_default=True,
               help="Which adapter: baseline, precomputed, qwen2vl.")
 @click.option("--images", "images_root", default=None, type=click.Path(), metavar="DIR",
               help="The data root that `image_paths` are relative to (without it, images are not used).")
-@click.option("--epochs", default=None, type=click.IntRange(1),
-              help="Training epochs (baseline: default 25; qwen2vl: default 3).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--tasks", "task_mode", default="joint", show_default=True, type=click.Choice(["joint", "separate"]),
-              help="One network for both tasks, or one per task (baseline).")
-@click.option("--model", "model_folder", default=None, type=click.Path(), metavar="DIR",
-              help="qwen2vl: the LOCAL Qwen2-VL folder to fine-tune (model, tokenizer, image processor).")
-@click.option("--lr", "learning_rate", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="qwen2vl: AdamW learning rate (default 5e-6).")
-@click.option("--grad-accum", "gradient_accumulation", default=None, type=click.IntRange(1),
-              help="qwen2vl: rows per optimiser step (default 8).")
-@click.option("--gradient-checkpointing", is_flag=True, default=False,
-              help="qwen2vl: trade compute for memory while training.")
-@click.option("--cutoff", default=None, type=click.IntRange(16),
-              help="qwen2vl: most prompt + label tokens (default 1024; the oldest dialogue is cut).")
-@click.option("--lora", is_flag=True, default=False,
-              help="qwen2vl: train LoRA adapters on the language model instead of every weight; the model "
-                   "directory then holds only the adapter and the base folder's path.")
-@click.option("--lora-rank", default=None, type=click.IntRange(1), help="qwen2vl --lora: rank (default 8).")
-@click.option("--lora-alpha", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="qwen2vl --lora: scaling alpha (default 16).")
-@click.option("--resume", is_flag=True, default=False,
-              help="qwen2vl: continue from OUTPUT.checkpoint/ (written after every epoch) if it is there.")
-@click.option("--label-column", default=None, help="precomputed: the column of predicted labels (model_label).")
-@click.option("--score-column", default=None, help="precomputed: the column of their probabilities (model_score).")
-@click.option("--topk-column", default=None,
-              help="precomputed: a list<struct<label, score>> column of the best labels (none by default).")
-def train(input_path, output, adapter_name, images_root, epochs, seed, task_mode, model_folder, learning_rate,
-          gradient_accumulation, gradient_checkpointing, cutoff, lora, lora_rank, lora_alpha, resume,
-          label_column, score_column, topk_column):
-    """Train a model on the labelled rows of TRAIN.parquet and save it to a directory."""
-    from kdsl.adapters import AdapterError, adapter_class
+def train(input_path, output, adapter_name, images_root, **given):
+    """Train a model on the labelled rows of TRAIN.parquet and save it to a directory. The
+    other options belong to one adapter or another (each says which)."""
+    import kdsl.adapters
 
-    columns = {"label_column": label_column, "score_column": score_column, "topk_column": topk_column}
-    only = {
-        "qwen2vl": {"--model": model_folder, "--lr": learning_rate, "--grad-accum": gradient_accumulation,
-                    "--gradient-checkpointing": gradient_checkpointing or None, "--cutoff": cutoff,
-                    "--lora": lora or None, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha,
-                    "--resume": resume or None},
-        "precomputed": _flags(columns),
-    }
-    for owner, options in only.items():
-        given = [name for name, value in options.items() if value is not None]
-        if given and adapter_name != owner:
-            raise InputProblem(f"{', '.join(given)}: only for --adapter {owner}, not {adapter_name}")
-    if adapter_name == "qwen2vl":
-        if model_folder is None:
-            raise InputProblem("--adapter qwen2vl needs --model DIR, a local Qwen2-VL folder")
-        if not Path(model_folder).is_dir():
-            raise InputProblem(f"{model_folder}: no such directory (--model must be a local Qwen2-VL folder)")
-        if (lora_rank is not None or lora_alpha is not None) and not lora:
-            raise InputProblem("--lora-rank, --lora-alpha: only with --lora")
-    table = read_parquet(input_path).read()
+    cls = kdsl.adapters.adapter_class(adapter_name)
+    options = _adapter_options(cls, given)
+    table = read_parquet(input_path)
     if images_root is not None and not Path(images_root).is_dir():
-        raise InputProblem(f"{images_root}: no such directory")
-    try:
-        cls = adapter_class(adapter_name)
-        if adapter_name == "qwen2vl":
-            checkpoint = checkpoint_path(output)
-            options = {"model": model_folder, "images": images_root, "seed": seed,
-                       "gradient_checkpointing": gradient_checkpointing, "checkpoint": checkpoint, "resume": resume}
-            if lora:
-                options["lora_rank"] = lora_rank or 8
-            for key, value in (("epochs", epochs), ("learning_rate", learning_rate),
-                               ("gradient_accumulation", gradient_accumulation), ("cutoff", cutoff),
-                               ("lora_alpha", lora_alpha)):
-                if value is not None:
-                    options[key] = value
-            if images_root is None and "image_paths" in table.column_names:
-                click.echo("note: no --images given; the model sees no images", err=True)
-            log = (lambda line: click.echo(line, err=True)) if sys.stderr.isatty() else None
-            started = time.perf_counter()
-            adapter = cls.train(table, log=log, **options)
-        elif adapter_name == "baseline":
-            options = {"seed": seed, "tasks": task_mode, "images": images_root}
-            if epochs is not None:
-                options["epochs"] = epochs
-            if images_root is None and "image_paths" in table.column_names:
-                click.echo("note: no --images given; the image branch sees no images", err=True)
-            log = (lambda line: click.echo(line, err=True)) if sys.stderr.isatty() else None
-            started = time.perf_counter()
-            adapter = cls.train(table, log=log, **options)
-        else:
-            started = time.perf_counter()
-            adapter = cls.train(table, **{key: value for key, value in columns.items() if value is not None})
-        adapter.save(output)
-    except AdapterError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
-    if adapter_name == "qwen2vl":
-        shutil.rmtree(checkpoint, ignore_errors=True)  # the saved model supersedes it
+        raise InputError(f"{images_root}: no such directory")
+    if cls.reads_images and images_root is None and "image_paths" in table.column_names:
+        click.echo("note: no --images given; the model sees no images", err=True)
+    if cls.keeps_checkpoint:
+        options["checkpoint"] = checkpoint_path(output)
+    log = (lambda line: click.echo(line, err=True)) if sys.stderr.isatty() else None
+    started = time.perf_counter()
+    with context(input_path):
+        adapter = kdsl.adapters.train(adapter_name, table, images=images_root, log=log, **options)
+    adapter.save(output)
+    if cls.keeps_checkpoint:
+        shutil.rmtree(options["checkpoint"], ignore_errors=True)  # the saved model supersedes it
     labels = ", ".join(f"{task}: {len(names)} labels" for task, names in adapter.labels.items())
     click.echo(f"trained {adapter_name} on {table.num_rows} rows ({labels}) in "
                f"{time.perf_counter() - started:.1f}s -> {output}", err=True)
+
+
+def _adapter_options(cls, given: dict) -> dict:
+    """The adapter flags given, as ``cls.train``'s options; InputError for a flag of another
+    adapter, a required one missing, or one given without the flag it goes with."""
+    declared = {option.name: option for option in cls.options}
+    flags = {option.name: option.cli_flag for option, _, _ in adapter_options()}
+    owners = {option.name: names for option, names, _ in adapter_options()}
+    present = {name: value for name, value in given.items() if value is not None and value is not False}
+    foreign = [name for name in present if name not in declared]
+    if foreign:
+        others = sorted({owner for name in foreign for owner in owners[name]})
+        raise InputError(f"{', '.join(flags[n] for n in foreign)}: only for --adapter {' or '.join(others)}, "
+                         f"not {cls.name}")
+    for option in cls.options:
+        if option.required and option.name not in present:
+            raise InputError(f"--adapter {cls.name} needs {option.cli_flag} DIR ({option.help})")
+        if option.kind == "dir" and option.name in present and not Path(present[option.name]).is_dir():
+            raise InputError(f"{present[option.name]}: no such directory ({option.cli_flag} must be {option.help})")
+        if option.requires and option.name in present and option.requires not in present:
+            dependent = [o.cli_flag for o in cls.options if o.requires == option.requires]
+            raise InputError(f"{', '.join(dependent)}: only with {declared[option.requires].cli_flag}")
+    return present
 
 
 def checkpoint_path(output) -> Path:
@@ -140,12 +147,7 @@ def checkpoint_path(output) -> Path:
     return output.with_name(output.name + ".checkpoint")
 
 
-def _flags(options: dict) -> dict:
-    """``{"label_column": v}`` as ``{"--label-column": v}``, for messages naming the options given."""
-    return {"--" + key.replace("_", "-"): value for key, value in options.items()}
-
-
-@main.command()
+@main.command(cls=AdapterCommand, loading=True)
 @click.argument("input_path", metavar="INPUT.parquet", type=click.Path())
 @click.option("-m", "--model", "model_dir", required=True, type=click.Path(), help="A model directory from `kdsl train`.")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Output Parquet file (with --ray: a directory).")
@@ -155,9 +157,6 @@ def _flags(options: dict) -> dict:
 @click.option("--runtime", default="torch", show_default=True, type=click.Choice(["torch", "onnx"]),
               help="torch: a model directory from `kdsl train`; onnx: a directory from `kdsl export-onnx`, "
                    "run by onnxruntime (on CUDA when onnxruntime-gpu finds a GPU, else the CPU).")
-@click.option("--label-column", default=None, help="precomputed model: read the labels from this column instead.")
-@click.option("--score-column", default=None, help="precomputed model: read the probabilities from this column.")
-@click.option("--topk-column", default=None, help="precomputed model: read the best labels from this column.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
               callback=lambda ctx, param, value: ray_address_option(value),
               help="Predict on Ray: a local one, or the cluster at ADDRESS (--ray=HOST:PORT); each worker loads "
@@ -165,71 +164,50 @@ def _flags(options: dict) -> dict:
                    "a directory of Parquet files.")
 @click.option("--ray-workers", default=None, type=click.IntRange(1),
               help="With --ray: how many workers (model copies) predict (default: as many as the cluster fits).")
-def predict(input_path, model_dir, output, images_root, batch_size, runtime, label_column, score_column,
-            topk_column, ray_address, ray_workers):
-    """Add model_label, model_score and model_topk to every row, streaming batches."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def predict(input_path, model_dir, output, images_root, batch_size, runtime, ray_address, ray_workers, **given):
+    """Add model_label, model_score and model_topk to every row, streaming batches. The other
+    options are settings of a loaded model of one adapter or another (each says which)."""
     import kdsl.adapters
-    from kdsl.adapters import AdapterError
-    from kdsl.io import atomic_path
+    from kdsl.adapters.storage import read_config
+    from kdsl.batch import predict_parquet
 
-    if Path(output).resolve() == Path(input_path).resolve():
-        raise InputProblem("the output would overwrite the input; choose another -o")
     if images_root is not None and not Path(images_root).is_dir():
-        raise InputProblem(f"{images_root}: no such directory")
-    columns = {"label_column": label_column, "score_column": score_column, "topk_column": topk_column}
+        raise InputError(f"{images_root}: no such directory")
+    overrides = {key: value for key, value in given.items() if value is not None}
+    if ray_address is None and ray_workers is not None:
+        raise InputError("--ray-workers: only with --ray")
+    # Checked from the config alone: with --ray, the model is loaded by the workers only.
+    _check_overrides(kdsl.adapters.adapter_class(read_config(model_dir)["adapter"]), overrides, model_dir)
     if ray_address is not None:
-        return _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runtime, columns,
+        return _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runtime, overrides,
                                ray_address, ray_workers)
-    if ray_workers is not None:
-        raise InputProblem("--ray-workers: only with --ray")
-    try:
-        adapter = kdsl.adapters.load(model_dir, runtime, columns)
-    except AdapterError as error:
-        raise InputProblem(str(error)) from None
-    if any(value is not None for value in columns.values()) and adapter.name != "precomputed":
-        given = [name for name, value in _flags(columns).items() if value is not None]
-        raise InputProblem(f"{', '.join(given)}: only for a precomputed model, and {model_dir} is {adapter.name}")
-    source = read_parquet(input_path)
-    schema = adapter.output_schema(source.schema_arrow)
-    rows = 0
-    try:
-        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-            for batch in source.iter_batches(batch_size=batch_size):
-                predicted = adapter.predict(pa.Table.from_batches([batch]), images=images_root)
-                writer.write_table(predicted.select(schema.names).cast(schema))
-                rows += batch.num_rows
-    except AdapterError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
+    adapter = kdsl.adapters.load(model_dir, runtime, overrides)
+    rows = predict_parquet(adapter, input_path, output, images=images_root, batch_size=batch_size)
     # With onnx, the providers onnxruntime actually uses (CUDA may be asked for and not given).
     engine = f" (onnxruntime: {', '.join(adapter.providers)})" if runtime == "onnx" else ""
     click.echo(f"predicted {rows} rows{engine} -> {output}", err=True)
 
 
-def _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runtime, columns, address, workers):
-    """`kdsl predict --ray`: the model is loaded by the workers only (a large one would not fit
-    beside them on the driver), so its directory is checked here from its config."""
-    from kdsl.adapters import AdapterError
-    from kdsl.adapters.storage import read_config
-    from kdsl.scaleout import ScaleOutError, predict_on_ray
+def _check_overrides(cls, overrides: dict, model_dir) -> None:
+    """InputError for a setting that a model of ``cls`` does not take, naming the adapters that do."""
+    foreign = [name for name in overrides if name not in cls.load_options]
+    if foreign:
+        found = adapter_options(loading=True)
+        flags = {option.name: option.cli_flag for option, _, _ in found}
+        owners = sorted({owner for option, names, _ in found if option.name in foreign for owner in names})
+        raise InputError(f"{', '.join(flags[n] for n in foreign)}: only for a {' or '.join(owners)} model, "
+                         f"and {model_dir} is {cls.name}")
 
-    read_parquet(input_path)  # a missing or unreadable input fails here, not in a worker
-    try:
-        adapter = read_config(model_dir)["adapter"]
-    except AdapterError as error:
-        raise InputProblem(str(error)) from None
-    overrides = {key: value for key, value in columns.items() if value is not None}
-    if overrides and adapter != "precomputed":
-        raise InputProblem(f"{', '.join(_flags(overrides))}: only for a precomputed model, and {model_dir} is {adapter}")
-    try:
+
+def _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runtime, overrides, address, workers):
+    """`kdsl predict --ray`: the model is loaded by the workers only (a large one would not fit
+    beside them on the driver)."""
+    from kdsl.scaleout import predict_on_ray
+
+    open_parquet(input_path)  # a missing or unreadable input fails here, not in a worker
+    with context(input_path):
         predict_on_ray(input_path, model_dir, output, images=images_root, batch_size=batch_size, runtime=runtime,
                        overrides=overrides, workers=workers, address=address)
-    except ScaleOutError as error:
-        raise InputProblem(str(error)) from None
-    except AdapterError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
     click.echo(f"predicted on Ray -> {output}/", err=True)
 
 
@@ -238,16 +216,12 @@ def _predict_on_ray(input_path, model_dir, output, images_root, batch_size, runt
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Directory to write: the .onnx file(s) and config.json (labels, feature settings).")
 def export_onnx(model_dir, output):
-    """Export a baseline model directory to ONNX, for `kdsl predict --runtime onnx`."""
-    from kdsl.adapters import AdapterError
-    from kdsl.adapters.onnx_export import export
+    """Export a baseline or qwen2vl model directory to ONNX, for `kdsl predict --runtime onnx`."""
+    from kdsl.adapters import export
 
     if Path(output).resolve() == Path(model_dir).resolve():
-        raise InputProblem("the export would replace the model; choose another -o")
+        raise InputError("the export would replace the model; choose another -o")
     started = time.perf_counter()
-    try:
-        files = export(model_dir, output)
-    except AdapterError as error:
-        raise InputProblem(str(error)) from None
+    files = export(model_dir, output)
     click.echo(f"exported {model_dir} to ONNX ({', '.join(files)}) in {time.perf_counter() - started:.1f}s "
                f"-> {output}", err=True)

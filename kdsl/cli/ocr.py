@@ -10,13 +10,9 @@ from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, main, read_parquet
-
-
-class EngineProblem(InputProblem):
-    """The OCR engine cannot run (not installed, models missing): ``error: ...``, exit 1."""
-
-    exit_code = 1
+from kdsl.cli.common import main
+from kdsl.errors import InputError
+from kdsl.io import open_parquet
 
 
 @main.command()
@@ -45,28 +41,23 @@ def ocr(input_path, output, images_root, workers, cache_dir, no_cache):
     from kdsl.io import atomic_path
 
     if Path(output).resolve() == Path(input_path).resolve():
-        raise InputProblem("the output would overwrite the input; choose another -o")
+        raise InputError("the output would overwrite the input; choose another -o")
     if not Path(images_root).is_dir():
-        raise InputProblem(f"--images {images_root}: no such directory")
-    source = read_parquet(input_path)
+        raise InputError(f"--images {images_root}: no such directory")
+    source = open_parquet(input_path)
     schema = source.schema_arrow
     if "image_paths" not in schema.names:
-        raise InputProblem(f"{input_path}: no 'image_paths' column to read images from")
+        raise InputError(f"{input_path}: no 'image_paths' column to read images from")
     paths_type = schema.field("image_paths").type
     if not (pa.types.is_list(paths_type) or pa.types.is_large_list(paths_type)) or not (
             pa.types.is_string(paths_type.value_type) or pa.types.is_large_string(paths_type.value_type)):
-        raise InputProblem(f"{input_path}: 'image_paths' is {paths_type}, expected list<string>")
+        raise InputError(f"{input_path}: 'image_paths' is {paths_type}, expected list<string>")
 
-    try:
-        files = ocr_data.image_files(source.read(columns=["image_paths"]).column("image_paths"),
-                                     Path(images_root))
-        # Without images there is nothing to OCR: no engine, and no need for rapidocr at all.
-        cache = NoCache() if no_cache or not files else ocr_data.open_cache(cache_dir)
-        texts, report = ocr_data.recognise_images(
-            files, cache, workers=workers or ocr_data.default_workers(),
-            progress=sys.stderr.isatty())
-    except ocr_data.OcrEngineError as error:
-        raise EngineProblem(str(error)) from None
+    files = ocr_data.image_files(source.read(columns=["image_paths"]).column("image_paths"), Path(images_root))
+    # Without images there is nothing to OCR: no engine, and no need for rapidocr at all.
+    cache = NoCache() if no_cache or not files else ocr_data.open_cache(cache_dir)
+    texts, report = ocr_data.recognise_images(files, cache, workers=workers or ocr_data.default_workers(),
+                                              progress=sys.stderr.isatty())
 
     out_schema = ocr_data.ocr_schema(schema)
     with atomic_path(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:

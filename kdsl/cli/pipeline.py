@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, main
+from kdsl.cli.common import main
+from kdsl.errors import InputError
 
 # The bundled sample is tiny (two or three training rows per label), so the demo asks less of a
 # mined rule than the default min_reward = 0.8 would; see report.md for how its rules fared.
@@ -36,13 +37,10 @@ seeds = [0, 1, 2]
 
 
 def _run_pipeline(config_path) -> dict:
-    from kdsl.pipeline import PipelineError, load_config, run
+    from kdsl.pipeline import load_config, run
 
-    try:
-        config = load_config(config_path)
-        outcomes = run(config, log=lambda line: click.echo(line, err=True))
-    except PipelineError as error:
-        raise InputProblem(str(error)) from None
+    config = load_config(config_path)
+    outcomes = run(config, log=lambda line: click.echo(line, err=True))
     ran = sum(v == "ran" for v in outcomes.values())
     click.echo(f"{ran} step(s) ran, {len(outcomes) - ran} skipped -> {config['output']}/report.md", err=True)
     return config
@@ -69,7 +67,7 @@ def demo(output):
 
     import pyarrow.parquet as pq
 
-    from kdsl.io import atomic_path, write_text_atomically
+    from kdsl.io import write_table_atomically, write_text_atomically
     from kdsl.report import ablation_table, rule_gains
 
     samples = Path(str(resources.files("kdsl") / "samples"))
@@ -77,11 +75,10 @@ def demo(output):
     try:
         (out / "input").mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputProblem(f"{out}: cannot make the folder ({error.strerror})") from None
+        raise InputError(f"{out}: cannot make the folder ({error.strerror})") from None
     table = pq.read_table(samples / "sample.parquet")
     for name, keep in (("train", lambda i: i % 3 != 0), ("dev", lambda i: i % 3 == 0)):
-        with atomic_path(out / "input" / f"{name}.parquet") as tmp:
-            pq.write_table(table.take([i for i in range(table.num_rows) if keep(i)]), tmp)
+        write_table_atomically(table.take([i for i in range(table.num_rows) if keep(i)]), out / "input" / f"{name}.parquet")
     config_path = out / "demo.toml"
     write_text_atomically(config_path, DEMO_CONFIG.format(images=(samples / "images").as_posix()))
     config = _run_pipeline(config_path)

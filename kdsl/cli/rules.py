@@ -4,9 +4,9 @@ import sys
 
 import click
 
-from kdsl.cli.common import EXIT_FINDINGS, InputProblem, load_engine, main
-from kdsl.dsl import KdslError
+from kdsl.cli.common import EXIT_FINDINGS, load_engine, main
 from kdsl.dsl.loader import UnreadableInput, load_rules, parse_file, rule_files
+from kdsl.errors import RuleError
 
 
 @main.command()
@@ -18,9 +18,9 @@ def check(paths):
 
     try:
         rules = load_rules(list(paths))
-    except UnreadableInput as error:
-        raise InputProblem(str(error)) from None
-    except KdslError as error:
+    except UnreadableInput:
+        raise  # a path that cannot be read is bad input (exit 2), not a finding
+    except RuleError as error:
         click.echo(str(error), err=True)
         click.echo(f"{len(error.diagnostics)} problem(s) found", err=True)
         sys.exit(EXIT_FINDINGS)
@@ -42,11 +42,8 @@ def fmt(paths, check_only):
     from kdsl.dsl.formatter import format_program
     from kdsl.io import write_text_atomically
 
-    try:
-        files = rule_files(list(paths))
-        programs = [parse_file(f) for f in files]
-    except KdslError as error:
-        raise InputProblem(str(error)) from None
+    files = rule_files(list(paths))
+    programs = [parse_file(f) for f in files]
     changed = []
     for file, program in zip(files, programs):
         formatted = format_program(program)

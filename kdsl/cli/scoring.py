@@ -2,12 +2,13 @@
 
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
 
-from kdsl.cli.common import InputProblem, load_engine, main, read_parquet
+from kdsl.cli.common import load_engine, main
+from kdsl.errors import InputError, context
+from kdsl.io import open_parquet
 
 
 @main.command()
@@ -28,66 +29,20 @@ from kdsl.cli.common import InputProblem, load_engine, main, read_parquet
               help="With --ray: how many workers score (default: as many as the cluster fits).")
 def score(input_path, rule_paths, output, keep, threads, batch_size, ray_address, ray_workers):
     """Score a Parquet file with rules, streaming record batches (bounded memory)."""
-    import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from kdsl.engine import InputError
-    from kdsl.io import atomic_path, prefetch
+    from kdsl.batch import score_parquet
 
-    if Path(output).resolve() == Path(input_path).resolve():
-        raise InputProblem("the output would overwrite the input; choose another -o")
+    if ray_workers is not None and ray_address is None:
+        raise InputError("--ray-workers: only with --ray")
     engine = load_engine(rule_paths)
-    source = read_parquet(input_path)
-    names = source.schema_arrow.names
-    kept = names if keep is None else [c.strip() for c in keep.split(",") if c.strip()]
-    unknown = [c for c in kept if c not in names]
-    if unknown:
-        raise InputProblem(f"{input_path}: no column {', '.join(map(repr, unknown))} to keep")
-    wanted = [c for c in names if c in kept or c in engine.fields]
-    try:
-        out_schema = engine.output_schema(source.schema_arrow)
-        engine.check_input(source.schema_arrow)
-    except InputError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
-    out_schema = _select(out_schema, kept + engine.output_columns)
-    if ray_address is not None:
-        from kdsl.scaleout import ScaleOutError, score_on_ray
-
-        try:
-            score_on_ray(input_path, engine.ruleset, output, columns=wanted, select=out_schema.names,
-                         batch_size=batch_size, threads=threads, workers=ray_workers, address=ray_address)
-        except ScaleOutError as error:
-            raise InputProblem(str(error)) from None
-        except InputError as error:
-            raise InputProblem(f"{input_path}: {error}") from None
-        click.echo(f"scored {source.metadata.num_rows} rows on Ray -> {output}/", err=True)
-        return
-    if ray_workers is not None:
-        raise InputProblem("--ray-workers: only with --ray")
-    progress = tqdm(total=source.metadata.num_rows, unit="rows", disable=not sys.stderr.isatty())
-    # Reading, scoring and writing overlap: the next batch is decoded and the previous one
-    # encoded while the kernel scores the current one (all three release the GIL).
-    batches = prefetch(source.iter_batches(batch_size=batch_size, columns=wanted))
-    try:
-        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer, \
-                ThreadPoolExecutor(1, thread_name_prefix="kdsl-write") as write:
-            pending = None
-            try:
-                for batch in batches:
-                    scored = engine.score(batch, threads=threads).select(out_schema.names)
-                    if pending is not None:
-                        pending.result()
-                    pending = write.submit(writer.write_batch, scored)
-                    progress.update(batch.num_rows)
-            finally:
-                if pending is not None:  # the file is closed only after its last write
-                    pending.result()
-    except InputError as error:
-        raise InputProblem(f"{input_path}: {error}") from None
-    finally:
-        batches.close()
-        progress.close()
-    click.echo(f"scored {source.metadata.num_rows} rows -> {output}", err=True)
+    kept = None if keep is None else [c.strip() for c in keep.split(",") if c.strip()]
+    total = open_parquet(input_path).metadata.num_rows
+    with tqdm(total=total, unit="rows", disable=ray_address is not None or not sys.stderr.isatty()) as bar:
+        rows = score_parquet(engine, input_path, output, keep=kept, threads=threads, batch_size=batch_size,
+                             ray=ray_address, workers=ray_workers, progress=bar.update)
+    where = f"on Ray -> {output}/" if ray_address is not None else f"-> {output}"
+    click.echo(f"scored {rows} rows {where}", err=True)
 
 
 def ray_address_option(value):
@@ -97,12 +52,6 @@ def ray_address_option(value):
         raise click.BadParameter(f"{value!r} is a file, not a Ray address; put --ray after the input "
                                  "or write --ray=ADDRESS", param_hint="--ray")
     return value
-
-
-def _select(schema, names):
-    import pyarrow as pa
-
-    return pa.schema([schema.field(n) for n in names])
 
 
 @main.command()
@@ -115,9 +64,9 @@ def explain(input_path, rule_paths, row_id, as_json):
     import pyarrow.compute as pc
 
     engine = load_engine(rule_paths)
-    source = read_parquet(input_path)
+    source = open_parquet(input_path)
     if "id" not in source.schema_arrow.names:
-        raise InputProblem(f"{input_path}: no 'id' column")
+        raise InputError(f"{input_path}: no 'id' column")
     columns = [c for c in source.schema_arrow.names if c in engine.fields or c == "id"]
     record = None
     for batch in source.iter_batches(columns=columns):
@@ -126,7 +75,7 @@ def explain(input_path, rule_paths, row_id, as_json):
             record = found.to_pylist()[0]
             break
     if record is None:
-        raise InputProblem(f"{input_path}: no row with id {row_id!r}")
+        raise InputError(f"{input_path}: no row with id {row_id!r}")
     matches = engine.explain(record)
     outputs = engine.predict(record)
     if as_json:
@@ -149,16 +98,13 @@ def explain(input_path, rule_paths, row_id, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(rule_paths, data, as_json):
     """Per rule: coverage, precision against `label`, overlaps and conflicts, rows decided."""
-    from kdsl.engine import InputError
     from kdsl.engine.stats import rule_stats
 
     engine = load_engine(rule_paths)
-    source = read_parquet(data)
+    source = open_parquet(data)
     columns = [c for c in source.schema_arrow.names if c in engine.fields or c == "label"]
-    try:
+    with context(data):
         rows = rule_stats(engine, source.read(columns=columns))
-    except (InputError, ValueError) as error:
-        raise InputProblem(f"{data}: {error}") from None
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return

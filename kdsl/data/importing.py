@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from kdsl.data.tianchi import FormatError, to_record
+from kdsl.errors import InputError
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """The file as a whole cannot be read (not JSON, not a list, no sample)."""
 
 

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from kdsl.data.ocr_cache import NoCache, OcrCache, default_cache_directory, image_key
 from kdsl.data.reading_order import TextBox, reading_order
+from kdsl.errors import DependencyError, InputError
 from kdsl.ort import disable_telemetry
 
 # onnxruntime (1.32 here) on Linux reports usage to Microsoft over the network and keeps a
@@ -65,11 +66,11 @@ ENGINE_SETTINGS = {
 ImageEngine = Callable[[bytes], str]  # image file bytes -> its text; raises UnreadableImage
 
 
-class OcrEngineError(RuntimeError):
+class OcrEngineError(DependencyError):
     """The OCR engine cannot run at all (not installed, models missing, a worker died)."""
 
 
-class UnreadableImage(ValueError):
+class UnreadableImage(InputError):
     """One image could not be decoded or read; its text is null and the run goes on."""
 
 
@@ -275,7 +276,7 @@ def recognise_images(
                     cache.put(key, outcome.result())
     except BrokenProcessPool:
         raise OcrEngineError("an OCR worker process died (out of memory?); results so far are "
-                             "cached, so a re-run with fewer --workers resumes") from None
+                             "cached, so a re-run with fewer workers resumes") from None
     finally:
         bar.close()
     report.unreadable.sort()

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from kdsl.errors import InputError
+from kdsl.record import MODEL_LABEL, TASKS
+
 HEADER = ("id", "predict")
-MODEL_COLUMN = "model_label"
 
 
-class SubmissionError(ValueError):
+class SubmissionError(InputError):
     """The table cannot give a submission (no id column, duplicate ids, no column to read)."""
 
 
@@ -50,14 +52,14 @@ class TargetColumns:
                     raise SubmissionError(f"two columns for every row: {columns.every!r} and {spec!r}")
                 columns.every = spec.strip()
             elif not task.strip() or not column.strip():
-                raise SubmissionError(f"--target-column {spec!r}: expected TASK=COLUMN or COLUMN")
+                raise SubmissionError(f"target column {spec!r}: expected TASK=COLUMN or COLUMN")
             else:
                 columns.by_task[task.strip()] = column.strip()
         return columns
 
     def needed(self, names) -> list[str]:
         """The columns of a table with ``names`` that predictions may be read from."""
-        wanted = {self.every, MODEL_COLUMN, "intent", "scene", *self.by_task.values()}
+        wanted = {self.every, MODEL_LABEL, *TASKS, *self.by_task.values()}
         return [n for n in names if n in wanted]
 
     def column_for(self, task: str | None, names) -> str:
@@ -67,13 +69,13 @@ class TargetColumns:
             column = self.by_task[task]
         elif task in names:
             column = task
-        elif MODEL_COLUMN in names:
-            column = MODEL_COLUMN  # a table scored by a model alone has no per-task columns
+        elif MODEL_LABEL in names:
+            column = MODEL_LABEL  # a table scored by a model alone has no per-task columns
         else:
-            raise SubmissionError(f"no column {task!r} or {MODEL_COLUMN!r} to read the predictions "
+            raise SubmissionError(f"no column {task!r} or {MODEL_LABEL!r} to read the predictions "
                                   f"of {task!r} rows from")
         if column not in names:
-            raise SubmissionError(f"no column {column!r} (asked for by --target-column)")
+            raise SubmissionError(f"no column {column!r} (asked for as a target column)")
         return column
 
 
@@ -84,7 +86,7 @@ def predictions(table: pa.Table, targets: TargetColumns) -> list[tuple[str, str 
         raise SubmissionError("no 'id' column")
     if targets.every is None and "task" not in names:
         raise SubmissionError("no 'task' column to choose each row's prediction column; "
-                              "name the column with --target-column COLUMN")
+                              "name a target column for every row")
     ids = table.column("id").to_pylist()
     _check_ids(ids)
     tasks = table.column("task").to_pylist() if "task" in names else [None] * len(ids)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from kdsl.errors import InputError
+
 START, END = "<用户与客服的对话 START>", "<用户与客服的对话 END>"
 DIALOGUE = re.compile(re.escape(START) + r"(.*?)" + re.escape(END), re.S)
 SPEAKER = re.compile(r"^[ \t\u3000]*(用户|客服)[ \t\u3000]*[:：][ \t\u3000]?(.*)$", re.S)
@@ -32,7 +34,7 @@ SCENE_PROMPT = re.compile(r"Picture \d+\s*[:：]\s*<image>|识图")
 PROMPT_LEAK = re.compile(re.escape(START) + "|" + re.escape(END) + r"|以下是可以参考的分类标签")
 
 
-class FormatError(ValueError):
+class FormatError(InputError):
     """A sample that does not follow the challenge format; the message names what is wrong."""
 
 

@@ -7,10 +7,11 @@
 """
 
 from kdsl.dsl.checker import BUILTIN_FIELDS, RuleSet, check
-from kdsl.dsl.errors import Diagnostic, KdslError
+from kdsl.dsl.errors import Diagnostic
+from kdsl.errors import KdslError, RuleError
 from kdsl.dsl.loader import load_rules, parse_file
 from kdsl.dsl.parser import parse
 from kdsl.dsl.text import normalize_text
 
-__all__ = ["BUILTIN_FIELDS", "Diagnostic", "KdslError", "RuleSet", "check", "load_rules",
+__all__ = ["BUILTIN_FIELDS", "Diagnostic", "KdslError", "RuleError", "RuleSet", "check", "load_rules",
            "normalize_text", "parse", "parse_file"]

@@ -1,6 +1,6 @@
 """Validation and name resolution: parsed programs -> one ``RuleSet`` the engine can compile.
 
-Everything wrong is collected and raised together as one ``KdslError``: unknown fields or names
+Everything wrong is collected and raised together as one ``RuleError``: unknown fields or names
 (with a did-you-mean), duplicate rule names (both locations), labels outside a declared ``labels``
 set, type errors such as ``len(model.score)``, invalid RE2 patterns, empty literals.
 """
@@ -11,19 +11,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from kdsl.dsl import ast
-from kdsl.dsl.errors import Diagnostic, KdslError, did_you_mean
+from kdsl.dsl.errors import Diagnostic, Related, RuleError, did_you_mean
 from kdsl.dsl.text import compile_regex, normalize_text
+from kdsl.record import BUILTIN_FIELDS, LIST_FIELDS
 
 LANGUAGE_VERSION = 1
 
-# The record table of DESIGN.md: column as rules name it -> kind. `text` supports matching
-# (has, matches, fuzzy, count, len, near); `string` and `text` compare as strings.
-BUILTIN_FIELDS = {
-    "id": "string", "task": "string", "user": "text", "agent": "text", "ocr": "text",
-    "turns": "number", "n_images": "number", "label": "string",
-    "model.label": "string", "model.score": "number",
-}
-LIST_FIELDS = {"image_paths"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +51,7 @@ class RuleSet:
 def check(programs: list[ast.Program]) -> RuleSet:
     """Validate programs loaded together (in load order) and resolve ``let`` names.
 
-    Raises ``KdslError`` listing every problem found.
+    Raises ``RuleError`` listing every problem found.
     """
     return _Checker(programs).run()
 
@@ -69,14 +62,14 @@ class _Checker:
         self.diagnostics: list[Diagnostic] = []
         self.source = ""
 
-    def error(self, message: str, span: ast.Span) -> None:
-        self.diagnostics.append(Diagnostic(message, span, self.source))
+    def error(self, message: str, span: ast.Span, related: tuple[Related, ...] = ()) -> None:
+        self.diagnostics.append(Diagnostic(message, span, self.source, related))
 
     def run(self) -> RuleSet:
         fields = dict(BUILTIN_FIELDS)
         labels: dict[str, tuple[str, ...]] = {}
         label_spans: dict[str, ast.Span] = {}
-        rule_spans: dict[str, ast.Span] = {}
+        rule_spans: dict[str, Related] = {}  # name -> its first definition
         rules: list[ast.Rule] = []
         targets: list[str] = []
 
@@ -102,22 +95,24 @@ class _Checker:
             for statement in program.statements:
                 if isinstance(statement, ast.LetDecl):
                     if statement.name in lets:
-                        self.error(f"'{statement.name}' is already defined at "
-                                   f"{lets[statement.name].span}", statement.span)
+                        first = lets[statement.name].span
+                        self.error(f"'{statement.name}' is already defined at {first}", statement.span,
+                                   (Related("first defined here", first, self.source),))
                     self._check_literals(statement.literals, statement.span)
                     lets[statement.name] = statement
                 elif isinstance(statement, ast.Rule):
                     if statement.name in rule_spans:
-                        self.error(f"duplicate rule name '{statement.name}'; first defined at "
-                                   f"{rule_spans[statement.name]}", statement.name_span)
+                        first = rule_spans[statement.name]
+                        self.error(f"duplicate rule name '{statement.name}'; first defined at {first.span}",
+                                   statement.name_span, (first,))
                     else:
-                        rule_spans[statement.name] = statement.name_span
+                        rule_spans[statement.name] = Related("first defined here", statement.name_span, self.source)
                     rules.append(self._check_rule(statement, fields, labels, lets))
                     if statement.target not in targets:
                         targets.append(statement.target)
 
         if self.diagnostics:
-            raise KdslError(self.diagnostics)
+            raise RuleError(self.diagnostics)
         return RuleSet(tuple(rules), fields, labels, tuple(targets), tuple(self.programs))
 
     def _check_labels(self, decl: ast.LabelsDecl, labels, label_spans) -> None:

@@ -70,7 +70,7 @@ TAIL, BEFORE, TRAILING = 0, 1, 2
 
 
 def format_source(source: str, path: str = "<string>") -> str:
-    """Parse and format kdsl source; raise ``KdslError`` when it does not parse.
+    """Parse and format kdsl source; raise ``RuleError`` when it does not parse.
 
     >>> print(format_source('let a=any( "x","y", )'), end="")
     let a = any("x", "y")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from kdsl.dsl import ast
 from kdsl.dsl.checker import RuleSet, check
-from kdsl.dsl.errors import Diagnostic, KdslError
+from kdsl.dsl.errors import Diagnostic, RuleError
+from kdsl.errors import InputError
 from kdsl.dsl.parser import parse
 
 
@@ -35,7 +36,7 @@ def rule_files(paths) -> list[Path]:
 
 
 def parse_file(path) -> ast.Program:
-    """Read and parse one file; unreadable or non-UTF-8 input is a located ``KdslError``."""
+    """Read and parse one file; unreadable or non-UTF-8 input is a located ``RuleError``."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -48,7 +49,7 @@ def parse_file(path) -> ast.Program:
         line = before.count(b"\n") + 1
         column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
         span = ast.Span(str(path), line, column, line, column + 1)
-        raise KdslError([Diagnostic("not valid UTF-8; kdsl files are UTF-8", span)]) from None
+        raise RuleError([Diagnostic("not valid UTF-8; kdsl files are UTF-8", span)]) from None
     return _cached_parse(source.removeprefix("\ufeff"), str(path))
 
 
@@ -110,16 +111,16 @@ def load_rules(paths) -> RuleSet:
             programs.append(parse_file(file))
         except UnreadableInput:
             raise
-        except KdslError as error:
+        except RuleError as error:
             diagnostics.extend(error.diagnostics)
     if diagnostics:
-        raise KdslError(diagnostics)
+        raise RuleError(diagnostics)
     return check(programs)
 
 
-class UnreadableInput(KdslError):
+class UnreadableInput(RuleError, InputError):
     """A path that is missing, unreadable or holds no rule files (as opposed to bad rules)."""
 
 
-def _file_error(path: Path, message: str) -> KdslError:
+def _file_error(path: Path, message: str) -> UnreadableInput:
     return UnreadableInput([Diagnostic(message, ast.Span(str(path), 0, 0, 0, 0))])

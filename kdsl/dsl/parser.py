@@ -4,7 +4,7 @@
     >>> parse('rule r: intent = "是否好用" when user has "好用"').rules[0].label
     '是否好用'
 
-Syntax errors become ``KdslError`` with the file, line and column, the line itself and what was
+Syntax errors become ``RuleError`` with the file, line and column, the line itself and what was
 expected at that point; nothing else escapes.
 """
 
@@ -18,7 +18,7 @@ import lark
 from lark import Token, Transformer, v_args
 
 from kdsl.dsl import ast
-from kdsl.dsl.errors import Diagnostic, KdslError
+from kdsl.dsl.errors import Diagnostic, RuleError
 
 GRAMMAR = "kdsl.lark"
 
@@ -41,12 +41,12 @@ def _parser() -> lark.Lark:
 
 
 def parse(source: str, path: str = "<string>") -> ast.Program:
-    """Parse kdsl source into a ``Program``; raise ``KdslError`` on a syntax error."""
+    """Parse kdsl source into a ``Program``; raise ``RuleError`` on a syntax error."""
     comments: list[ast.Comment] = []
     try:
         tree = _parser().parse(source)
     except lark.exceptions.UnexpectedInput as error:
-        raise KdslError([_syntax_diagnostic(error, source, path)]) from None
+        raise RuleError([_syntax_diagnostic(error, source, path)]) from None
     for token in _parser().lex(source, dont_ignore=True) if "#" in source else ():
         if token.type == "COMMENT":
             comments.append(ast.Comment(str(token).rstrip(), token.line, token.column))
@@ -54,7 +54,7 @@ def parse(source: str, path: str = "<string>") -> ast.Program:
     try:
         statements = _ToAst(path, source).transform(tree)
     except lark.exceptions.VisitError as error:
-        if isinstance(error.orig_exc, KdslError):
+        if isinstance(error.orig_exc, RuleError):
             raise error.orig_exc from None
         raise
     return ast.Program(path, source, tuple(statements), tuple(comments))
@@ -66,13 +66,13 @@ MAX_NESTING = 100
 
 
 def _check_nesting(tree: lark.Tree, source: str, path: str) -> None:
-    """Raise ``KdslError`` at the first node nested more than ``MAX_NESTING`` deep."""
+    """Raise ``RuleError`` at the first node nested more than ``MAX_NESTING`` deep."""
     stack = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_NESTING:
             message = f"condition nested more than {MAX_NESTING} levels deep; simplify it"
-            raise KdslError([Diagnostic(message, _span(path, node.meta), source)])
+            raise RuleError([Diagnostic(message, _span(path, node.meta), source)])
         stack.extend((child, depth + 1) for child in node.children if isinstance(child, lark.Tree))
 
 
@@ -142,7 +142,7 @@ class _ToAst(Transformer):
         return ast.Span(self.path, token.line, token.column, token.end_line, token.end_column)
 
     def _fail(self, message: str, span: ast.Span):
-        raise KdslError([Diagnostic(message, span, self.source)])
+        raise RuleError([Diagnostic(message, span, self.source)])
 
     # literals -------------------------------------------------------------------------------
     def string(self, meta, children):

@@ -26,16 +26,14 @@ from kdsl.engine.compiler import Plan, compile_rules
 from kdsl.engine.kernel import evaluate_rows
 from kdsl.engine.matcher import AtomMatcher
 from kdsl.engine.normalize import normalize_array
+from kdsl.errors import InputError  # the input table does not fit the rules (a missing column, a wrong type)
+from kdsl.record import MODEL_LABEL, TASK
 
 SOURCES = ("rule", "model")
 BATCH_ROWS = 65536  # rows normalised and scanned together: buffers stay small and are reused
 CALIBRATION_ROWS = 4096  # rows whose atom hit rates choose the rule triggers
 _NO_ROWS = np.zeros((0, 0), dtype=np.uint8)
 _ROW_ZERO = np.zeros(1, dtype=np.int64)
-
-
-class InputError(ValueError):
-    """The input table does not fit the rules (a missing column, a column of the wrong type)."""
 
 
 class Engine:
@@ -80,7 +78,7 @@ class Engine:
     @property
     def fields(self) -> list[str]:
         """The input columns the engine reads (``task`` and ``model_label`` when present)."""
-        return self.plan.columns + [c for c in ("task", "model_label") if c not in self.plan.columns]
+        return self.plan.columns + [c for c in (TASK, MODEL_LABEL) if c not in self.plan.columns]
 
     @property
     def output_columns(self) -> list[str]:
@@ -215,7 +213,7 @@ class Engine:
         plan = self.plan
         names = pa.array([r.name for r in plan.rules], pa.string())
         labels = pa.array([r.label for r in plan.rules], pa.string())
-        model = batch.column("model_label") if "model_label" in batch.schema.names else None
+        model = batch.column(MODEL_LABEL) if MODEL_LABEL in batch.schema.names else None
         if model is not None and not pa.types.is_string(model.type):
             model = model.cast(pa.string())
         task = batch.column("task") if "task" in batch.schema.names else None
@@ -272,7 +270,7 @@ class Engine:
         if pending[0]:
             args[4] = self._resolve([record])
             self._run_one(args)
-        model_label = record.get("model_label")
+        model_label = record.get(MODEL_LABEL)
         result = {}
         for t, target in enumerate(plan.targets):
             rule = plan.rules[winners[0, t]] if winners[0, t] >= 0 else None

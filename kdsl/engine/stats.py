@@ -12,12 +12,13 @@ import numpy as np
 import pyarrow as pa
 
 from kdsl.engine.engine import Engine
+from kdsl.errors import InputError
 
 
 def rule_stats(engine: Engine, table: pa.Table) -> list[dict]:
     """One dict per rule, in the order rules are tried."""
     if "label" not in table.schema.names:
-        raise ValueError("the data has no 'label' column; stats need labelled rows")
+        raise InputError("the data has no 'label' column; stats need labelled rows")
     fired = engine.matches(table)
     scored = engine.score(table)
     labels = np.array(table.column("label").to_pylist(), dtype=object)

@@ -20,8 +20,7 @@ import pyarrow as pa
 from kdsl.dsl import ast
 from kdsl.dsl.checker import check
 from kdsl.engine import Engine
-
-TEXT_FIELDS = ("user", "agent", "ocr")
+from kdsl.record import TEXT_FIELDS
 
 
 def predicate_bits(predicates: list[ast.Condition], rows: list[dict], task: str) -> list[int]:

@@ -45,9 +45,9 @@ import rjieba
 from kdsl.dsl import ast
 from kdsl.dsl.formatter import format_condition
 from kdsl.dsl.text import normalize_text
-from kdsl.mining.scoring import wilson_lower_bound
+from kdsl.mining.confidence import wilson_lower_bound
+from kdsl.record import TEXT_FIELDS
 
-TEXT_FIELDS = ("user", "agent", "ocr")
 NGRAM_SIZES = (2, 3, 4)
 _MASK = (1 << 64) - 1
 

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from kdsl.mining.mined import MinedRule
-from kdsl.mining.pipeline import MiningConfig, mine
+from kdsl.mining.miner import MiningConfig, mine
 from kdsl.mining.predictions import fold_of_rows
-
-TEXT_COLUMNS = ("user", "agent", "ocr")
+from kdsl.record import MODEL_LABEL, MODEL_SCORE, TEXT_FIELDS
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,9 @@ def _decisions(task: str, labels, rules: list[MinedRule], rows: list[dict]) -> l
     if not rules:
         return [(r.get("model_label"), None) for r in rows]
     columns = {"task": pa.array([task] * len(rows), pa.string()),
-               **{c: pa.array([r.get(c) for r in rows], pa.string()) for c in TEXT_COLUMNS},
-               "model_label": pa.array([r.get("model_label") for r in rows], pa.string()),
-               "model_score": pa.array([r.get("model_score") for r in rows], pa.float64())}
+               **{c: pa.array([r.get(c) for r in rows], pa.string()) for c in TEXT_FIELDS},
+               MODEL_LABEL: pa.array([r.get(MODEL_LABEL) for r in rows], pa.string()),
+               MODEL_SCORE: pa.array([r.get(MODEL_SCORE) for r in rows], pa.float64())}
     scored = _engine(task, labels, rules).score(pa.table(columns))
     return list(zip(scored.column(task).to_pylist(), scored.column(f"{task}_rule").to_pylist()))
 

@@ -39,12 +39,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdsl.dsl import KdslError, ast, check, parse
-from kdsl.mining.candidates import TEXT_FIELDS, Candidate, ngrams
-from kdsl.mining.scoring import wilson_lower_bound
+from kdsl.dsl import RuleError, ast, check, parse
+from kdsl.errors import DependencyError
+from kdsl.mining.candidates import Candidate, ngrams
+from kdsl.mining.confidence import wilson_lower_bound
+from kdsl.record import TEXT_FIELDS
 
 
-class LlmUnavailable(Exception):
+class LlmUnavailable(DependencyError):
     """The model cannot be used: transformers missing, or the folder is not a loadable model."""
 
 
@@ -99,7 +101,7 @@ def _condition(line: str, label: str, task: str) -> ast.Condition | None:
     try:
         program = parse(f"rule r: {task} = {quoted} when {line}", "<llm>")
         check([program])
-    except KdslError:
+    except RuleError:
         return None
     rules = [s for s in program.statements if isinstance(s, ast.Rule)]
     if len(program.statements) != 1 or len(rules) != 1:
@@ -246,7 +248,7 @@ def load_model(model_dir):
     ``LlmUnavailable`` with a readable reason."""
     path = Path(model_dir)
     if not path.is_dir():
-        raise LlmUnavailable(f"{model_dir}: not a folder (--model needs a local model folder)")
+        raise LlmUnavailable(f"{model_dir}: not a folder (the llm proposer needs a local model folder)")
     try:
         import torch  # noqa: F401
         import transformers

@@ -14,7 +14,7 @@ caller filters them.
 Rewards are computed exactly on the validation examples from the candidates' bitsets
 (``kdsl.mining.bitsets``): a literal set's rows are the OR of its literals' rows, a conjunction's
 the AND of its predicates' rows. What the reward is depends on the objective
-(``kdsl.mining.scoring``): ``PrecisionObjective`` (the label's precision, its calibrated
+(``kdsl.mining.confidence``): ``PrecisionObjective`` (the label's precision, its calibrated
 estimate — a Wilson lower bound or a Beta-prior mean — with the support counted in training rows,
 optionally times coverage) or ``ModelAwareObjective`` (the rule's effect on the final prediction
 when it overrides the model: rows fixed minus rows broken, shrunk for few shots).
@@ -33,7 +33,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from kdsl.mining.scoring import Objective, PrecisionObjective
+from kdsl.mining.confidence import Objective, PrecisionObjective
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ class MinedRule:
     example: dict = field(repr=False, default_factory=dict)
     priority: int = 0
     # With the model's predictions (model-aware mining): training rows fixed and broken, the
-    # shrunk expected net rows fixed (kdsl.mining.scoring.ModelAwareObjective), None otherwise.
+    # shrunk expected net rows fixed (kdsl.mining.confidence.ModelAwareObjective), None otherwise.
     net: float | None = None
     fixed: float | None = None
     broken: float | None = None

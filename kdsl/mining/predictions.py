@@ -25,8 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kdsl.errors import InputError
+from kdsl.record import ID, MODEL_LABEL, MODEL_SCORE
 
-PREDICTION_COLUMNS = ("id", "model_label", "model_score")
+OOF_COLUMNS = (ID, MODEL_LABEL, MODEL_SCORE)  # a predictions table for mining
 
 
 def fold_of_rows(labels: list, folds: int, seed=0) -> list[int]:
@@ -88,12 +89,12 @@ def out_of_fold(table: pa.Table, adapter: str = "baseline", folds: int = 5, fold
 def predictions_by_id(table: pa.Table, source: str = "predictions") -> dict[str, tuple[str | None, float | None]]:
     """``{id: (model_label, model_score)}`` of a predictions table; InputError naming ``source``
     when a column is missing or an id repeats."""
-    missing = [c for c in PREDICTION_COLUMNS if c not in table.column_names]
+    missing = [c for c in OOF_COLUMNS if c not in table.column_names]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}; "
-                         f"a predictions table has {', '.join(PREDICTION_COLUMNS)}")
+                         f"a predictions table has {', '.join(OOF_COLUMNS)}")
     found: dict = {}
-    for row_id, label, score in zip(*(table.column(c).to_pylist() for c in PREDICTION_COLUMNS)):
+    for row_id, label, score in zip(*(table.column(c).to_pylist() for c in OOF_COLUMNS)):
         if row_id in found:
             raise InputError(f"{source}: id {row_id!r} appears more than once")
         found[row_id] = (label, None if score is None else float(score))

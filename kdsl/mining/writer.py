@@ -34,7 +34,7 @@ _NOT_NAME = re.compile(r"[^A-Za-z0-9_\u4e00-\u9fff]+")  # the grammar's NAME cha
 
 
 def render(task: str, labels: tuple[str, ...], rules: list[MinedRule]) -> str:
-    """The formatted source; raises ``KdslError`` if it would not check (a bug, not bad input).
+    """The formatted source; raises ``RuleError`` if it would not check (a bug, not bad input).
 
     A literal set that comes from a lexicon (it has a name) or that two rules share is declared
     once as ``let NAME = any(...)`` and referred to by name."""

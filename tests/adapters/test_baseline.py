@@ -12,7 +12,7 @@ from kdsl.adapters import AdapterError
 from kdsl.adapters import baseline as baseline_module
 from kdsl.adapters.base import TOPK_TYPE
 from kdsl.adapters.baseline import BaselineAdapter
-from kdsl.adapters.storage import atomic_directory
+from kdsl.io import atomic_directory
 
 # Small enough to train in well under a second.
 TINY = {"buckets": 2 ** 10, "text_dim": 8, "image_size": 16, "hidden": 16, "epochs": 30, "batch_size": 8,

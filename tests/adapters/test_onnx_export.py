@@ -7,12 +7,13 @@ import os
 
 import pytest
 
+import kdsl.adapters
 from kdsl.adapters import AdapterError
 from kdsl.adapters.baseline import BaselineAdapter
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-onnx_export = pytest.importorskip("kdsl.adapters.onnx_export")
+baseline_onnx = pytest.importorskip("kdsl.adapters.baseline_onnx")
 
 TINY = {"buckets": 2 ** 10, "text_dim": 8, "image_size": 16, "hidden": 16, "epochs": 10, "batch_size": 8,
         "learning_rate": 1e-2}
@@ -26,12 +27,12 @@ def scores(table):
 def test_onnxruntime_matches_torch(synthetic, tmp_path, tasks):
     table, root = synthetic
     BaselineAdapter.train(table, images=root, tasks=tasks, **TINY).save(tmp_path / "model")
-    files = onnx_export.export(tmp_path / "model", tmp_path / "export")
+    files = kdsl.adapters.export(tmp_path / "model", tmp_path / "export")
     assert files == (["network0.onnx"] if tasks == "joint" else ["network0.onnx", "network1.onnx"])
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == sorted(files + ["config.json"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export")]  # atomic: no leftovers
     torch_model = BaselineAdapter.load(tmp_path / "model")
-    onnx_model = onnx_export.OnnxBaselineAdapter.load(tmp_path / "export")
+    onnx_model = baseline_onnx.OnnxBaselineAdapter.load(tmp_path / "export")
     assert onnx_model.labels == torch_model.labels and onnx_model.settings == torch_model.settings
     assert onnx_model.providers[-1] == "CPUExecutionProvider"
     # With images and without (then no image at all reaches the graph: an empty batch of them);
@@ -48,15 +49,15 @@ def test_bad_export_directories_are_adapter_errors(synthetic, tmp_path):
     table, root = synthetic
     BaselineAdapter.train(table, images=root, **{**TINY, "epochs": 1}).save(tmp_path / "model")
     with pytest.raises(AdapterError, match="not an ONNX export"):
-        onnx_export.OnnxBaselineAdapter.load(tmp_path / "model")
+        baseline_onnx.OnnxBaselineAdapter.load(tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "config.json").write_text(json.dumps({**config, "runtime": "onnx", "networks": {"joint": "network0.onnx"}}))
     with pytest.raises(AdapterError, match="no network0.onnx"):
-        onnx_export.OnnxBaselineAdapter.load(fake)
+        baseline_onnx.OnnxBaselineAdapter.load(fake)
     (fake / "network0.onnx").write_bytes(b"not a model")
     with pytest.raises(AdapterError, match="onnxruntime cannot load it"):
-        onnx_export.OnnxBaselineAdapter.load(fake)
+        baseline_onnx.OnnxBaselineAdapter.load(fake)
     with pytest.raises(AdapterError, match="--runtime onnx"):
         BaselineAdapter.load(fake)

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from kdsl.adapters import AdapterError
-from kdsl.adapters.onnx_export import export, load_export
+from kdsl.adapters import export, load_export
 from kdsl.adapters.qwen2vl import IMAGE_PAD, Qwen2VLAdapter, _row_images
 from kdsl.adapters.qwen2vl_onnx import OnnxQwen2VLAdapter, rope_positions
 

@@ -179,3 +179,18 @@ def test_bad_predictions_exit_2(tmp_path, change, message):
                                        "--predictions", str(tmp_path / "oof.parquet")])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "out.kdsl").exists()
+
+
+def test_the_summary_lines_up_chinese_labels():
+    from kdsl.cli.mine import summary_table
+    from kdsl.mining.miner import LabelSummary, MiningResult
+    from kdsl.text_table import width
+
+    summary = [LabelSummary("漏水", 1, 12, 0.5, 3, 1.0), LabelSummary("排水方式", 12, 4, 1.0, 0, None),
+               LabelSummary("ab", 3, 120, 0.25, 10, 0.9)]
+    lines = summary_table(MiningResult("intent", ("ab", "排水方式", "漏水"), [], summary)).splitlines()
+    assert lines[0].startswith("candidates proposed: ngram 0") and lines[-1] == "rules kept 0"
+    lines = lines[1:-1]  # the table
+    assert lines[0].startswith("label     rules") and set(lines[1]) == {"-", " "}
+    assert len({width(line) for line in lines}) == 1  # every column ends at the same terminal cell
+    assert lines[2].startswith("漏水" + " " * 10 + "1  ") and lines[3].startswith("排水方式" + " " * 5 + "12  ")

@@ -79,6 +79,24 @@ def test_duplicate_rule_names_across_files_name_both_places():
         "b.kdsl:3:6: duplicate rule name 'leak'; first defined at a.kdsl:1:6"]
 
 
+def test_a_duplicate_rule_quotes_its_first_definition_from_the_other_file():
+    with pytest.raises(KdslError) as caught:
+        check_sources('rule leak: t = "x"\n    when user has "a"\n', '\nrule leak: t = "y"\n    when user has "b"\n')
+    assert str(caught.value) == "\n".join([
+        "b.kdsl:2:6: duplicate rule name 'leak'; first defined at a.kdsl:1:6",
+        "    2 | rule leak: t = \"y\"",
+        "      |      ^^^^",
+        "     ::: a.kdsl:1:6",
+        "    1 | rule leak: t = \"x\"",
+        "      |      ---- first defined here"])
+
+
+def test_a_let_defined_twice_quotes_the_first_definition():
+    with pytest.raises(KdslError) as caught:
+        check_sources('let a = "x"\nlet a = "y"\n')
+    assert str(caught.value).splitlines()[-2:] == ['    1 | let a = "x"', "      | ----------- first defined here"]
+
+
 # --- fields ----------------------------------------------------------------------------------
 
 def test_unknown_field_suggests_a_close_one():

@@ -4,7 +4,7 @@ from kdsl.dsl import ast
 from kdsl.engine import reference
 from kdsl.mining.bitsets import predicate_bits
 from kdsl.mining.mcts import Search, SearchConfig
-from kdsl.mining.scoring import wilson_lower_bound
+from kdsl.mining.confidence import wilson_lower_bound
 
 WORDS = ["漏水", "排水", "气泡", "好用", "生锈"]
 

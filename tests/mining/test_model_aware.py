@@ -7,7 +7,7 @@ from kdsl.errors import InputError
 from kdsl.mining.crossval import final_labels, rule_effects
 from kdsl.mining.filtering import is_guard
 from kdsl.mining.mcts import Search, SearchConfig
-from kdsl.mining.pipeline import MiningConfig, mine
+from kdsl.mining.miner import MiningConfig, mine
 from kdsl.mining.predictions import fold_of_rows, join_predictions, predictions_by_id
 from kdsl.mining.thesaurus import lexicon_sets, parse_cilin, propose_synonyms
 from kdsl.mining.candidates import propose

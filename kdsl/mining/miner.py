@@ -15,14 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from kdsl.dsl import ast
-from kdsl.mining.bitsets import TEXT_FIELDS, predicate_bits
+from kdsl.errors import InputError
+from kdsl.mining.bitsets import predicate_bits
 from kdsl.mining.candidates import Candidate, propose
 from kdsl.mining.filtering import filter_model_aware, filter_rules, is_guard, rank
 from kdsl.mining.llm_proposer import blend_reward
 from kdsl.mining.mcts import Search, SearchConfig
 from kdsl.mining.mined import MinedRule
-from kdsl.mining.scoring import Estimator, ModelAwareObjective, PrecisionObjective
+from kdsl.mining.confidence import Estimator, ModelAwareObjective, PrecisionObjective
 from kdsl.mining.validation import split_held_out, validation_examples
+from kdsl.record import LABEL, MINING_COLUMNS, TASK, TEXT_FIELDS
 
 # Where candidate n-grams come from, per task. An intent is what the user asks: the agent's
 # reply echoes the topic of whatever was asked, so its n-grams fit a label by accident. A scene
@@ -31,6 +33,10 @@ CANDIDATE_FIELDS = {"intent": ("user", "ocr"), "scene": ("ocr",)}
 SOURCES = ("ngram", "word", "thesaurus", "lexicon", "llm", "guard")  # what `kdsl mine` reports
 SCORE_GUARDS = (0.5, 0.7, 0.9)  # model.score < t, offered to the search with predictions
 CONFUSED_GUARDS = 2  # model.label in (...) of the labels the model most often says instead
+
+# Where candidate predicates come from: the n-grams of the rows alone, or a local language model's
+# proposals merged with them (``kdsl.mining.llm_proposer``); ``proposer`` builds the latter.
+PROPOSERS = ("ngram", "llm")
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class MiningConfig:
     min_candidate_score: float = 0.5  # Wilson bound of an n-gram's precision, to be a candidate
     proposal_weight: float = 0.0  # of a proposer's self-assessed confidence in the reward (llm_proposer.blend_reward)
     words: bool = True  # only n-grams that cut no jieba word, plus longer words, are candidates (candidates.aligned)
-    estimator: str = "wilson"  # of a rule's precision: wilson (lower bound at z) or beta (kdsl.mining.scoring)
+    estimator: str = "wilson"  # of a rule's precision: wilson (lower bound at z) or beta (kdsl.mining.confidence)
     z: float = 1.0
     prior_strength: float = 2.0  # pseudo-rows of the Beta prior at the label's base rate
     disjunctions: int = 0  # literals the search's `or` action may add to a rule's first predicate
@@ -269,6 +275,45 @@ def _predicates(candidates: list[ast.Condition], indices: tuple[int, ...],
 def _held_out(candidates, scored, held_out_bits) -> int:
     group = _or(held_out_bits[candidates[i]] for i in (scored.indices[0], *scored.alternatives))
     return group & _and(held_out_bits[candidates[i]] for i in scored.indices[1:])
+
+
+def labelled_rows(table, task: str) -> list[dict]:
+    """The rows of ``task`` that have a label (all rows, in a table without a ``task`` column),
+    as dicts of the columns mining reads (``MINING_COLUMNS``, those present).
+
+        >>> import pyarrow as pa
+        >>> labelled_rows(pa.table({"task": ["intent", "scene", "intent"], "user": ["a", "b", "c"],
+        ...                         "label": ["x", "y", None]}), "intent")
+        [{'task': 'intent', 'user': 'a', 'label': 'x'}]
+    """
+    columns = [c for c in MINING_COLUMNS if c in table.column_names]
+    return [r for r in table.select(columns).to_pylist() if r[LABEL] is not None and r.get(TASK, task) == task]
+
+
+def training_rows(table, task: str) -> list[dict]:
+    """``labelled_rows``, or an InputError when the table cannot be mined: no ``label`` column,
+    no text column, or no labelled row of ``task``."""
+    if LABEL not in table.column_names:
+        raise InputError("no 'label' column; mining needs labelled rows")
+    if not any(f in table.column_names for f in TEXT_FIELDS):
+        raise InputError(f"no text column ({', '.join(TEXT_FIELDS)}) to mine")
+    rows = labelled_rows(table, task)
+    if not rows:
+        raise InputError(f"no labelled rows of task '{task}'")
+    return rows
+
+
+def proposer(name: str, task: str, model=None, max_new_tokens: int | None = None):
+    """The ``proposer`` argument of ``mine`` for the proposer called ``name`` (one of
+    ``PROPOSERS``): None for "ngram", a ``LlmProposer`` of the local model folder ``model`` for
+    "llm" (a ``DependencyError`` when it cannot be loaded). The callers check the names first,
+    in their own terms (a flag, a config key)."""
+    if name == "ngram":
+        return None
+    from kdsl.mining.llm_proposer import LlmConfig, LlmProposer
+
+    config = LlmConfig() if max_new_tokens is None else LlmConfig(max_new_tokens=max_new_tokens)
+    return LlmProposer(model, config, task=task)
 
 
 def _bits_by_label(rows: list[dict], column: str = "label") -> dict[str, int]:
