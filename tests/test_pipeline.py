@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import kdsl.engine
 from kdsl.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "kdsl" / "samples"
@@ -85,7 +86,12 @@ def test_rule_sets_are_chosen_by_cross_validation_on_train(finished):
     assert selection["folds"] == 3 and set(selection["tasks"]) == {"intent"}
     cell = selection["tasks"]["intent"]
     assert len(cell["model"]) == len(cell["rules"]) == 3
-    assert cell["kept"] == (cell["gain"] >= 0) and selection["kept"] == (["intent"] if cell["kept"] else [])
+    # Per rule: kept when it fixes more held-out rows than it breaks, summed over the folds.
+    assert set(cell["rule_net"]) == {r.name for r in kdsl.engine.load(out / "rules" / "intent.kdsl").rules}
+    assert cell["kept_rules"] == sorted(name for name, net in cell["rule_net"].items() if net > 0)
+    selected = kdsl.engine.load(out / "rules" / "intent.selected.kdsl")
+    assert sorted(r.name for r in selected.rules) == cell["kept_rules"]
+    assert cell["kept"] == bool(cell["kept_rules"]) and selection["kept"] == (["intent"] if cell["kept"] else [])
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## Rule sets used" in report and f"| intent | DIS |" in report
     scored = pq.read_table(out / "dev.scored-flip.parquet")
