@@ -89,7 +89,9 @@ def test_rule_sets_are_chosen_by_cross_validation_on_train(finished):
     # Per rule: kept when it fixes more held-out rows than it breaks, summed over the folds.
     assert set(cell["rule_net"]) == {r.name for r in kdsl.engine.load(out / "rules" / "intent.kdsl").rules}
     assert cell["kept_rules"] == sorted(name for name, net in cell["rule_net"].items() if net > 0)
-    selected = kdsl.engine.load(out / "rules" / "intent.selected.kdsl")
+    oof = pq.read_table(out / "train.oof.parquet")  # every training row, each predicted by one fold
+    assert sorted(set(oof.column("fold").to_pylist())) == [0, 1, 2]
+    selected = kdsl.engine.load(out / "rules-selected" / "intent.kdsl")
     assert sorted(r.name for r in selected.rules) == cell["kept_rules"]
     assert cell["kept"] == bool(cell["kept_rules"]) and selection["kept"] == (["intent"] if cell["kept"] else [])
     report = (out / "report.md").read_text(encoding="utf-8")
@@ -114,7 +116,7 @@ def test_a_rerun_skips_every_step(finished):
             "evaluate", "report"} <= set(steps)
     result = _run(config)
     assert result.exit_code == 0, result.output
-    assert "12 skipped" in result.output and "0 step(s) ran" in result.output
+    assert "13 skipped" in result.output and "0 step(s) ran" in result.output  # predict-train-oof is one
     assert "running" not in result.output
 
 

@@ -28,6 +28,7 @@ from kdsl.errors import InputError
 from kdsl.record import ID, MODEL_LABEL, MODEL_SCORE
 
 OOF_COLUMNS = (ID, MODEL_LABEL, MODEL_SCORE)  # a predictions table for mining
+FOLD = "fold"  # out_of_fold also says which fold predicted each row
 
 
 def fold_of_rows(labels: list, folds: int, seed=0) -> list[int]:
@@ -54,7 +55,7 @@ def fold_of_rows(labels: list, folds: int, seed=0) -> list[int]:
 
 def out_of_fold(table: pa.Table, adapter: str = "baseline", folds: int = 5, fold_seed: int = 0,
                 images=None, **options) -> pa.Table:
-    """``id``, ``model_label``, ``model_score`` for every labelled row of ``table``, each from
+    """``id``, ``model_label``, ``model_score`` (and ``fold``) for every labelled row of ``table``, each from
     an adapter (``kdsl.adapters.adapter_class(adapter)``) trained on the other folds with
     ``options`` (e.g. the adapter's ``seed``; ``fold_seed`` deals the folds). Labels are given to every fold's adapter, so a label
     absent from a fold's training rows is still one it may predict.
@@ -82,8 +83,8 @@ def out_of_fold(table: pa.Table, adapter: str = "baseline", folds: int = 5, fold
         out = model.predict(labelled.take(held), images=images)
         for i, label, score in zip(held, out.column("model_label").to_pylist(), out.column("model_score").to_pylist()):
             predicted_label[i], predicted_score[i] = label, score
-    return pa.table({"id": pa.array(ids, pa.string()), "model_label": pa.array(predicted_label, pa.string()),
-                     "model_score": pa.array(predicted_score, pa.float32())})
+    return pa.table({ID: pa.array(ids, pa.string()), MODEL_LABEL: pa.array(predicted_label, pa.string()),
+                     MODEL_SCORE: pa.array(predicted_score, pa.float32()), FOLD: pa.array(fold, pa.int32())})
 
 
 def predictions_by_id(table: pa.Table, source: str = "predictions") -> dict[str, tuple[str | None, float | None]]:

@@ -54,14 +54,15 @@ def ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str, log: 
 
 
 def out_of_fold(train: Path, target: Path, settings: dict) -> None:
-    """The baseline's out-of-fold predictions on the training rows (``kdsl.mining.predictions``);
-    the baseline stands in for whatever model is configured, as in select-rules."""
+    """The baseline's out-of-fold predictions on the training rows (``kdsl.mining.predictions``,
+    with flips as the configured model trains); the baseline stands in for whatever model is
+    configured."""
     from kdsl.mining.predictions import out_of_fold as predict_out_of_fold
 
     options = {"epochs": settings["epochs"]} if settings["epochs"] else {}
     write_table_atomically(predict_out_of_fold(read_parquet(train), "baseline", folds=settings["folds"],
                                                fold_seed=settings["seed"], images=settings["images"],
-                                               seed=settings["seed"], **options), target)
+                                               seed=settings["seed"], flip=True, **options), target)
 
 
 def mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str], None], oof: Path | None = None) -> None:
@@ -94,61 +95,62 @@ def _mined_source(rows: list[dict], task: str, mining: dict) -> tuple[str, int]:
     return render(task, result.labels, result.rules), len(result.rules)
 
 
-def select_rules(train: Path, rules: list[Path], target: Path, settings: dict, log: Callable[[str], None]) -> None:
-    """Which mined rules to use: k-fold cross-validation on the training rows only. Per fold, the
-    baseline (with flips) is trained on the other folds and predicts the held-out fold; every
-    mined rule's net effect there (rows it fixes minus rows it breaks when overriding the model)
-    is summed over the folds, and a rule is kept when that sum is positive. The kept rules of each
-    task are written to ``rules/TASK.selected.kdsl``; a task is kept when it keeps a rule. The
-    baseline stands in for whatever model is configured. The rules were mined on every training
-    row, so their effect is measured on rows they have seen, but against a model that has not."""
+def select_rules(train: Path, oof: Path | None, rules: list[Path], selected: list[Path], target: Path,
+                 tasks: list[str], log: Callable[[str], None]) -> None:
+    """Which mined rules to use, by cross-validation on the training rows only: the baseline's
+    out-of-fold predictions on train (``oof``, step predict-train-oof) stand in for the model on
+    new rows; every mined rule's net effect on them (rows it fixes minus rows it breaks when
+    overriding the model) is counted, and a mined rule is kept when it is positive. Rules a
+    person wrote (no ``meta { source: "mined" }``) are always kept. The kept rules of each task are
+    written to ``selected`` (``rules-selected/TASK.kdsl``); a task is used when it keeps a rule.
+    The mined rules have seen every training row, so their effect is measured on rows they have
+    seen, but against a model that has not. Without ``oof`` (select_folds = 0) every rule is kept."""
     import kdsl.engine
-    from kdsl.adapters.baseline import BaselineAdapter
     from kdsl.evaluation import evaluate
+    import pyarrow as pa
+
+    from kdsl.mining.predictions import FOLD, join_predictions, read_predictions
     from kdsl.mining.writer import keep_rules
 
-    tasks, folds = settings["tasks"], settings["select_folds"]
     sources = {task: path.read_text(encoding="utf-8") for task, path in zip(tasks, rules)}
-    if folds == 0:
-        for task, path in zip(tasks, rules):
-            write_text_atomically(path.with_suffix(".selected.kdsl"), sources[task])
+    selected[0].parent.mkdir(parents=True, exist_ok=True)
+    if oof is None:
+        for task, path in zip(tasks, selected):
+            write_text_atomically(path, sources[task])
         write_text_atomically(target, json.dumps({"folds": 0, "kept": tasks, "tasks": {}}, indent=2) + "\n")
         return
     table = read_parquet(train)
-    engines = {task: kdsl.engine.loads(sources[task], f"<{task} rules>") for task in tasks}
-    held_predictions = []
-    net: dict[str, dict[str, int]] = {t: {r.name: 0 for r in engines[t].rules} for t in tasks}
-    for fold in range(folds):
-        log(f"select-rules: fold {fold + 1}/{folds}")
-        fit = table.take([i for i in range(table.num_rows) if i % folds != fold])
-        held = table.take([i for i in range(table.num_rows) if i % folds == fold])
-        model = BaselineAdapter.train(fit, images=settings["images"], epochs=settings["epochs"],
-                                      seed=settings["seed"], flip=True)
-        predicted = model.predict(held, images=settings["images"])
-        held_predictions.append(predicted)
-        for task in tasks:
-            for name, change in _rule_changes(engines[task].score(predicted), task).items():
-                net[task][name] += change
-    summary = {"folds": folds, "tasks": {}, "kept": []}
-    for task, path in zip(tasks, rules):
-        kept = sorted(name for name, change in net[task].items() if change > 0)
+    table = table.select([f.name for f in table.schema if not pa.types.is_list(f.type)])  # rules read no list
+    rows = [r for r in table.to_pylist() if r.get("label") is not None]
+    folds_of = dict(zip(*(read_parquet(oof).column(c).to_pylist() for c in ("id", FOLD))))
+    predicted = pa.Table.from_pylist(join_predictions(rows, read_predictions(oof), str(oof)))
+    folds = sorted(set(folds_of.values()))
+    summary = {"folds": len(folds), "tasks": {}, "kept": []}
+    for task, path in zip(tasks, selected):
+        engine = kdsl.engine.loads(sources[task], f"<{task} rules>")
+        net = {r.name: 0 for r in engine.rules if dict(r.meta).get("source") == "mined"}
+        for name, change in _rule_changes(engine.score(predicted), task).items():
+            if name in net:
+                net[name] += change
+        kept = sorted(r.name for r in engine.rules if net.get(r.name, 1) > 0)
         source = keep_rules(sources[task], kept)
-        write_text_atomically(path.with_suffix(".selected.kdsl"), source)
-        engine = kdsl.engine.loads(source, f"<{task} selected rules>")
+        write_text_atomically(path, source)
+        final = kdsl.engine.loads(source, f"<{task} selected rules>").score(predicted)
         model_scores, rule_scores = [], []
-        for predicted in held_predictions:
-            scores = evaluate(engine.score(predicted))["scores"]
+        for fold in folds:
+            held = final.filter(pa.array([folds_of[i] == fold for i in final.column("id").to_pylist()]))
+            scores = evaluate(held)["scores"]
             model_scores.append(scores["model"][SCORE_OF_TASK[task]])
             # No rule kept: the engine writes no output and the model's answer stands.
             rule_scores.append(scores.get("final", scores["model"])[SCORE_OF_TASK[task]])
         pairs = [(m, r) for m, r in zip(model_scores, rule_scores) if m is not None and r is not None]
         gain = sum(r - m for m, r in pairs) / len(pairs) if pairs else 0.0
         summary["tasks"][task] = {"model": model_scores, "rules": rule_scores, "score": SCORE_OF_TASK[task],
-                                  "gain": gain, "kept": bool(kept), "rule_net": net[task], "kept_rules": kept}
+                                  "gain": gain, "kept": bool(kept), "rule_net": net, "kept_rules": kept}
         if kept:
             summary["kept"].append(task)
-        log(f"select-rules: {task}: {len(kept)} of {len(net[task])} rules kept "
-            f"(net rows fixed > 0 on held-out folds; {SCORE_OF_TASK[task]} {gain:+.4f} with them)")
+        log(f"select-rules: {task}: {len(kept)} of {len(engine.rules)} rules kept "
+            f"(net rows fixed > 0 on out-of-fold predictions; {SCORE_OF_TASK[task]} {gain:+.4f} with them)")
     write_text_atomically(target, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -164,9 +166,9 @@ def _rule_changes(scored, task: str) -> dict[str, int]:
 
 
 def kept_rules(selection: Path, rules: list[Path]) -> list[Path]:
-    """The rule files (``rules/TASK.selected.kdsl``) of the tasks ``selection`` keeps."""
+    """The rule files (``rules-selected/TASK.kdsl``) of the tasks ``selection`` keeps."""
     kept = set(json.loads(selection.read_text(encoding="utf-8"))["kept"])
-    return [path for path in rules if path.name.split(".")[0] in kept]
+    return [path for path in rules if path.stem in kept]
 
 
 def train(train: Path, model: Path, settings: dict, log: Callable[[str], None]) -> None:

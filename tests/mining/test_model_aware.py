@@ -140,7 +140,8 @@ def test_out_of_fold_predicts_every_labelled_row_once():
                       "user": [r["user"] for r in rows], "label": [r["label"] for r in rows],
                       "pred": [r["model_label"] for r in rows], "prob": [r["model_score"] for r in rows]})
     oof = out_of_fold(table, "precomputed", folds=3, fold_seed=0, label_column="pred", score_column="prob")
-    assert oof.column_names == ["id", "model_label", "model_score"]
+    assert oof.column_names == ["id", "model_label", "model_score", "fold"]
+    assert sorted(set(oof.column("fold").to_pylist())) == [0, 1, 2]
     assert oof.column("id").to_pylist() == table.column("id").to_pylist()
     assert oof.column("model_label").to_pylist() == table.column("pred").to_pylist()
     with pytest.raises(InputError, match="at least 2 folds"):
