@@ -141,6 +141,8 @@ def test_a_changed_mining_section_reruns_only_what_depends_on_it(tmp_path):
     (lambda t: t.replace('adapter = "baseline"', 'adapter = "bert"'), "[model] adapter must be one of"),
     (lambda t: t.replace("seeds = [0, 1]", 'seeds = ["a"]'), "[seesaw] seeds must be an array of integers"),
     (lambda t: t.replace("min_reward", "select_folds = 1\nmin_reward"), "select_folds must be 0"),
+    (lambda t: t.replace("min_reward", "select_folds = 0\nmodel_aware = true\nmin_reward"),
+     "model_aware mines against out-of-fold predictions"),
     (lambda t: t.replace("[ocr]", "[oops]\n[ocr]"), "unknown key(s) oops"),
     (lambda t: t.replace('"train.parquet"', '"missing.parquet"'), "no such file"),
     (lambda t: t.replace('train_table = "train.parquet"\n', ""), "exactly one of 'train'"),
