@@ -367,7 +367,7 @@ def setup_hyperscan(data: Data, plan: Plan, rules: list[Rule]):
                 add_id(atom)
                 add_end(end)
             # One scan over the whole text of the column, dropping matches that straddle two
-            # rows: faster than a scan call per row with HS_FLAG_SINGLEMATCH (see README).
+            # rows: faster than a scan call per row with HS_FLAG_SINGLEMATCH (see bench/README.md).
             db.scan(text, match_event_handler=on_match)
             ids, ends = np.array(ids, np.int64), np.array(ends, np.int64)
             rows = np.searchsorted(offsets, ends, "left") - 1

@@ -109,7 +109,10 @@ def predict_parquet(adapter, input_path, output, *, images=None, batch_size: int
     import pyarrow.parquet as pq
 
     refuse_overwrite(input_path, output)
-    source = open_parquet(input_path)
+    # A model that learnt the intent task reads the dialogue: without a 'user' column every
+    # prediction would be made from nothing, silently.
+    reads_dialogue = adapter.learns and "intent" in adapter.labels
+    source = open_parquet(input_path, require=("user",) if reads_dialogue else ())
     schema = adapter.output_schema(source.schema_arrow)
     rows = 0
     with context(input_path), atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
@@ -118,3 +121,46 @@ def predict_parquet(adapter, input_path, output, *, images=None, batch_size: int
             writer.write_table(predicted.select(schema.names).cast(schema))
             rows += batch.num_rows
     return rows
+
+
+def find_rows(source, text: str | None = None, label: str | None = None, limit: int = 20,
+              width: int = 60) -> tuple[list[dict], int]:
+    """The first ``limit`` rows (``id``, ``label``, a one-line excerpt of their text) whose text
+    fields contain ``text`` and whose ``label`` is ``label`` (None: any), and how many match in
+    all: how a user finds the id to give ``kdsl explain``.
+
+    >>> rows, total = find_rows(open_parquet("dev.parquet"), text="漏水")   # doctest: +SKIP
+    >>> rows[0]                                                              # doctest: +SKIP
+    {'id': 'a1', 'label': '反馈密封性不好', 'text': '洗衣机漏水了'}
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from kdsl.record import TEXT_FIELDS
+
+    names = source.schema_arrow.names
+    if label is not None and "label" not in names:
+        raise InputError("no 'label' column to find rows by label")
+    fields = [f for f in TEXT_FIELDS if f in names]
+    columns = ["id"] + fields + (["label"] if "label" in names else [])
+    found, total = [], 0
+
+    def flags(mask) -> np.ndarray:
+        return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+    for batch in source.iter_batches(columns=columns):
+        keep = np.ones(batch.num_rows, bool)
+        if text is not None:
+            contains = np.zeros(batch.num_rows, bool)
+            for name in fields:
+                contains |= flags(pc.match_substring(batch.column(name), text))
+            keep &= contains
+        if label is not None:
+            keep &= flags(pc.equal(batch.column("label"), label))
+        matched = batch.filter(pa.array(keep))
+        total += matched.num_rows
+        for row in matched.slice(0, max(0, limit - len(found))).to_pylist():
+            excerpt = " | ".join(row[f] for f in fields if row.get(f)).replace("\n", " ")
+            found.append({"id": row["id"], "label": row.get("label"),
+                          "text": excerpt[:width] + ("…" if len(excerpt) > width else "")})
+    return found, total

@@ -53,6 +53,11 @@ class LimitError(KdslError, ValueError):
     """An input asks for more than kdsl allows (a literal too long, a model too large)."""
 
 
+class RuleLimitError(RuleError, LimitError):
+    """A rule file asks for more than kdsl allows (``kdsl.limits``: a literal too long, a file
+    too large): located like any problem in a rule file, and a ``LimitError``."""
+
+
 class DependencyError(KdslError, RuntimeError):
     """An optional dependency or external engine is missing or failed (OCR, Ray, an LLM)."""
 

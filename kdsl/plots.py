@@ -120,3 +120,41 @@ def write_bars_png(groups: dict[str, dict[str, float | None]], series: tuple[str
     axes.grid(axis="y", alpha=0.3)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
+
+
+def write_overlap_png(names: list[str], overlap, conflict, title: str, path) -> None:
+    """A rule x rule heatmap: cell (i, j) is the number of rows on which both rules hold, red
+    where their labels differ (a conflict), blue where they agree; written atomically.
+
+        >>> write_overlap_png(["a", "b"], [[3, 1], [1, 2]], [[0, 1], [1, 0]], "overlaps",
+        ...                   "overlap.png")    # doctest: +SKIP
+    """
+    from matplotlib.figure import Figure
+
+    overlap, conflict = np.asarray(overlap, dtype=float), np.asarray(conflict, dtype=float)
+    if not names:  # nothing shared: say so rather than draw an empty axis
+        overlap, conflict = np.zeros((1, 1)), np.zeros((1, 1))
+        title = f"{title}: no two rules hold on the same row"
+    font = cjk_font()
+    text = {"fontfamily": [font, "DejaVu Sans"]} if font else {}
+    size = 3.0 + 0.35 * max(len(names), 4) + 0.08 * max(map(len, names + [""]))
+    figure = Figure(figsize=(size, size * 0.9), layout="constrained")
+    axes = figure.add_subplot()
+    off_diagonal = overlap.copy()
+    np.fill_diagonal(off_diagonal, 0)
+    scale = max(off_diagonal.max(), 1.0)
+    # Agreeing overlaps count positive, conflicts negative: one diverging colour map shows both.
+    signed = np.where(conflict > 0, -off_diagonal, off_diagonal) / scale
+    image = axes.imshow(signed, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    axes.set_xticks(range(len(names)), names, rotation=60, ha="right", rotation_mode="anchor", fontsize=7, **text)
+    axes.set_yticks(range(len(names)), names, fontsize=7, **text)
+    axes.set_title(title, **text)
+    if len(names) <= 40:
+        for (i, j), count in np.ndenumerate(off_diagonal):
+            if count:
+                axes.text(j, i, f"{count:g}", ha="center", va="center", fontsize=6,
+                          color="white" if abs(signed[i, j]) > 0.5 else "black")
+    figure.colorbar(image, ax=axes, label="shared rows / most shared (red: labels differ)", shrink=0.6)
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.savefig(tmp, format="png", dpi=120)

@@ -1,4 +1,4 @@
-"""The command line: exit codes, messages, atomic outputs (DESIGN.md, "Errors")."""
+"""The command line: exit codes, messages, atomic outputs (docs/cli.md, "Exit status")."""
 
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ def test_stats_reports_coverage_precision_overlaps_and_conflicts(rules, data):
     rules.write_text(RULES + 'rule any_water: intent = "反馈密封性不好" when user has "水"\n', encoding="utf-8")
     code, out = run("stats", rules, "-d", data, "--json")
     assert code == 0
-    by_rule = {row["rule"]: row for row in json.loads(out)}
+    by_rule = {row["rule"]: row for row in json.loads(out)["rules"]}
     # rows: a "底下漏水了" (leak, any_water), b "排水管漏水" (drain, any_water), c, d: none
     assert {k: by_rule["leak"][k] for k in ("rows", "coverage", "overlaps", "conflicts", "correct", "precision", "wins")} == \
         {"rows": 1, "coverage": 0.25, "overlaps": 1.0, "conflicts": 0.0, "correct": 1, "precision": 1.0, "wins": 1}

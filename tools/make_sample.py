@@ -21,7 +21,7 @@ from PIL import Image
 
 from kdsl.data import ocr
 from kdsl.data.importing import import_samples, read_samples
-from kdsl.data.schema import record_table
+from kdsl.record import record_table
 from kdsl.io import atomic_path
 
 ROWS = {"intent": 60, "scene": 40}  # the demo's rules are intent rules: give them more rows

@@ -40,6 +40,21 @@ def adapter_classes() -> list[type[Adapter]]:
     return [adapter_class(name) for name in ADAPTERS]
 
 
+def declared_options(loading: bool = False) -> list[tuple[Option, list[str], str]]:
+    """(option, names of the adapters declaring it, their helps joined) for every option the
+    adapters declare (``loading``: only their ``load_options``), in registry then declaration
+    order; the first declaration of a name gives its kind. ``kdsl train`` and ``kdsl predict``
+    make their adapter flags from it."""
+    found: dict[str, tuple] = {}
+    for cls in adapter_classes():
+        for option in cls.options:
+            if loading and option.name not in cls.load_options:
+                continue
+            first, owners, helps = found.get(option.name, (option, [], []))
+            found[option.name] = (first, owners + [cls.name], helps + [f"{cls.name}: {option.help}"])
+    return [(option, owners, "; ".join(helps)) for option, owners, helps in found.values()]
+
+
 def train(name: str, table, **options) -> Adapter:
     """Train the adapter ``name`` on ``table`` (``options``: see its ``options``).
 
@@ -102,5 +117,5 @@ def _resolve(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterError", "Option", "adapter_class", "adapter_classes", "export", "load",
-           "load_export", "train"]
+__all__ = ["ADAPTERS", "Adapter", "AdapterError", "Option", "adapter_class", "adapter_classes", "declared_options",
+           "export", "load", "load_export", "train"]

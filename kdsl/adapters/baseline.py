@@ -42,7 +42,9 @@ from kdsl.adapters.storage import (
     write_weights,
 )
 from kdsl.data.augment import augment_image
+from kdsl.errors import LimitError
 from kdsl.io import atomic_directory
+from kdsl.limits import MAX_EMBEDDING_PARAMETERS, check_model_settings
 from kdsl.record import TEXT_FIELDS
 
 JOINT = "joint"
@@ -68,6 +70,10 @@ class Settings:
     flip: bool = True  # horizontal-flip augmentation of thumbnails while training
 
     def __post_init__(self):
+        check_model_settings(self, "baseline settings")  # before anything is allocated from them
+        if self.buckets * self.text_dim > MAX_EMBEDDING_PARAMETERS:
+            raise LimitError(f"baseline settings: buckets × text_dim = {self.buckets * self.text_dim} is above "
+                             f"the limit of {MAX_EMBEDDING_PARAMETERS}")
         if self.tasks not in TASK_MODES:
             raise AdapterError(f"tasks must be one of {', '.join(TASK_MODES)}, not {self.tasks!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.top_k < 1:

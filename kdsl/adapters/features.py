@@ -22,10 +22,10 @@ from __future__ import annotations
 import unicodedata
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from kdsl.data.images import ImageRejected, open_image
 from kdsl.record import TEXT_FIELDS
 
 MAX_CHARS = 1024  # per field: long OCR dumps add cost, not signal
@@ -53,17 +53,18 @@ def text_ids(record: dict, buckets: int) -> list[np.ndarray]:
     return bags
 
 
-def thumbnail(path: Path, size: int):
-    """A ``size``×``size`` RGB thumbnail (a PIL image), or None when the file cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+def thumbnail(root, name: str, size: int):
+    """A ``size``×``size`` RGB thumbnail (a PIL image) of image ``name`` under ``root``
+    (``kdsl.data.images``), or None when it is refused or cannot be read."""
+    from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with open_image(root, name) as image:
             # JPEG decodes at 1/2, 1/4 or 1/8 scale for free: most of the time spent on a large
             # screenshot would otherwise go to pixels the resize throws away.
             image.draft("RGB", (size * 2, size * 2))
             return image.convert("RGB").resize((size, size), Image.BILINEAR)
-    except (OSError, UnidentifiedImageError, ValueError):
+    except (ImageRejected, OSError, ValueError, Image.DecompressionBombError):
         return None
 
 
@@ -71,10 +72,9 @@ def row_thumbnails(table, root, size: int) -> list[list]:
     """Thumbnails of every row's images (at most MAX_IMAGES each); empty lists without a root."""
     if root is None or "image_paths" not in table.column_names:
         return [[] for _ in range(table.num_rows)]
-    root = Path(root)
     rows = []
     for paths in table.column("image_paths").to_pylist():
-        images = (thumbnail(root / p, size) for p in (paths or [])[:MAX_IMAGES] if p)
+        images = (thumbnail(root, p, size) for p in (paths or [])[:MAX_IMAGES] if p)
         rows.append([image for image in images if image is not None])
     return rows
 

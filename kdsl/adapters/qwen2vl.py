@@ -65,7 +65,9 @@ from kdsl.adapters.storage import (
     write_weights,
 )
 from kdsl.data.augment import augment_image
+from kdsl.data.images import ImageRejected, open_image
 from kdsl.io import atomic_directory
+from kdsl.limits import check_model_settings
 
 MODEL_FOLDER = "model"  # the Hugging Face folder inside a saved model directory
 LORA_FOLDER = "lora"  # peft's adapter folder inside a saved LoRA model directory
@@ -102,6 +104,7 @@ class Settings:
     lora_dropout: float = 0.0
 
     def __post_init__(self):
+        check_model_settings(self, "qwen2vl settings")
         if self.epochs < 1 or self.gradient_accumulation < 1 or self.top_k < 1 or self.cutoff < 16:
             raise AdapterError("epochs, gradient_accumulation and top_k must be at least 1, cutoff at least 16")
         if self.lora_rank < 0 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
@@ -514,17 +517,18 @@ def _token_id(tokenizer, token: str) -> int:
 
 
 def _row_images(record: dict, root) -> list:
-    """The row's images as RGB PIL images; unreadable or missing files are left out, and no
-    image is read without a data root."""
-    from PIL import Image, UnidentifiedImageError
+    """The row's images as RGB PIL images; refused (outside the root, not a regular file, too
+    large: ``kdsl.data.images``), unreadable or missing files are left out, and no image is read
+    without a data root."""
+    from PIL import Image
 
     if root is None:
         return []
     images = []
     for name in record.get("image_paths") or []:
         try:
-            with Image.open(Path(root) / name) as image:
+            with open_image(root, name) as image:
                 images.append(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError):
+        except (ImageRejected, OSError, ValueError, Image.DecompressionBombError):
             continue
     return images

@@ -16,5 +16,6 @@ from kdsl.cli import ocr  # noqa: F401
 from kdsl.cli import models  # noqa: F401
 from kdsl.cli import mine  # noqa: F401
 from kdsl.cli import pipeline  # noqa: F401
+from kdsl.cli import workbench  # noqa: F401
 
 __all__ = ["main"]

@@ -33,11 +33,15 @@ def exit_status(error: KdslError) -> int:
 
 
 class KdslGroup(click.Group):
-    """The ``kdsl`` group: runs a command and translates any ``KdslError`` it raises, here once."""
+    """The ``kdsl`` group: runs a command and translates any ``KdslError`` it raises, here once;
+    SIGTERM (``timeout``, ``docker stop``, Kubernetes) stops a command as Ctrl-C does."""
 
     def invoke(self, ctx):
+        from kdsl.io import sigterm_as_interrupt
+
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():  # outputs are cleaned up on SIGTERM as on Ctrl-C
+                return super().invoke(ctx)
         except KdslError as error:
             raise Failed(error) from None
 

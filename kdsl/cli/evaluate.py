@@ -42,13 +42,14 @@ def _plot(matrices, folder: Path) -> None:
         from kdsl.plots import cjk_font, write_confusion_png
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install matplotlib") from None
-    if cjk_font() is None:
-        click.echo("warning: no CJK font found (install fonts-noto-cjk or fonts-wqy-microhei); "
-                   "Chinese labels will show as boxes", err=True)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"--plot {folder}: cannot make the folder ({error.strerror})") from None
+    # Warned only once the folder exists: an error must be the first line the user reads.
+    if cjk_font() is None:
+        click.echo("warning: no CJK font found (install fonts-noto-cjk or fonts-wqy-microhei); "
+                   "Chinese labels will show as boxes", err=True)
     for prediction, by_task in matrices.items():
         for task, matrix in by_task.items():
             path = folder / f"confusion-{prediction}-{task}.png"

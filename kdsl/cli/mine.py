@@ -78,6 +78,10 @@ def mine(train, output, task, validation, seed, max_predicates, min_reward, top_
         rows = join_predictions(rows, read_predictions(predictions), predictions)
     lets = lexicon_sets(lexicon) if lexicon else ()
     llm = make_proposer(proposer, task, model, max_new_tokens)
+    from kdsl.engine import COMPILE_NOTE, kernels_compiled
+
+    if not kernels_compiled():  # rules are validated with the engine: its first use compiles it
+        click.echo(COMPILE_NOTE, err=True)
     labels = sorted({r["label"] for r in rows})
     with _progress(len(labels)) as bar:
         result = mine_rules(rows, task, config, validation=held, progress=lambda label: bar.update(1),

@@ -44,26 +44,13 @@ class AdapterCommand(click.Command):
         self.derived = False
 
     def get_params(self, ctx):
+        from kdsl.adapters import declared_options
+
         if not self.derived:
             self.derived = True
             self.params.extend(_click_option(option, help_text)
-                               for option, _, help_text in adapter_options(self.loading))
+                               for option, _, help_text in declared_options(self.loading))
         return super().get_params(ctx)
-
-
-def adapter_options(loading: bool = False) -> list[tuple]:
-    """(option, names of the adapters declaring it, help) for every option the adapters declare,
-    in registry then declaration order; the first declaration of a name gives its kind."""
-    from kdsl.adapters import adapter_classes
-
-    found: dict[str, tuple] = {}
-    for cls in adapter_classes():
-        for option in cls.options:
-            if loading and option.name not in cls.load_options:
-                continue
-            first, owners, helps = found.get(option.name, (option, [], []))
-            found[option.name] = (first, owners + [cls.name], helps + [f"{cls.name}: {option.help}"])
-    return [(option, owners, "; ".join(helps)) for option, owners, helps in found.values()]
 
 
 def _click_option(option, help_text: str) -> click.Option:
@@ -97,7 +84,7 @@ def train(input_path, output, adapter_name, images_root, **given):
     import kdsl.adapters
 
     cls = kdsl.adapters.adapter_class(adapter_name)
-    options = _adapter_options(cls, given)
+    options = _train_options(cls, given)
     table = read_parquet(input_path)
     if images_root is not None and not Path(images_root).is_dir():
         raise InputError(f"{images_root}: no such directory")
@@ -117,12 +104,14 @@ def train(input_path, output, adapter_name, images_root, **given):
                f"{time.perf_counter() - started:.1f}s -> {output}", err=True)
 
 
-def _adapter_options(cls, given: dict) -> dict:
+def _train_options(cls, given: dict) -> dict:
     """The adapter flags given, as ``cls.train``'s options; InputError for a flag of another
     adapter, a required one missing, or one given without the flag it goes with."""
+    from kdsl.adapters import declared_options
+
     declared = {option.name: option for option in cls.options}
-    flags = {option.name: option.cli_flag for option, _, _ in adapter_options()}
-    owners = {option.name: names for option, names, _ in adapter_options()}
+    flags = {option.name: option.cli_flag for option, _, _ in declared_options()}
+    owners = {option.name: names for option, names, _ in declared_options()}
     present = {name: value for name, value in given.items() if value is not None and value is not False}
     foreign = [name for name in present if name not in declared]
     if foreign:
@@ -190,9 +179,11 @@ def predict(input_path, model_dir, output, images_root, batch_size, runtime, ray
 
 def _check_overrides(cls, overrides: dict, model_dir) -> None:
     """InputError for a setting that a model of ``cls`` does not take, naming the adapters that do."""
+    from kdsl.adapters import declared_options
+
     foreign = [name for name in overrides if name not in cls.load_options]
     if foreign:
-        found = adapter_options(loading=True)
+        found = declared_options(loading=True)
         flags = {option.name: option.cli_flag for option, _, _ in found}
         owners = sorted({owner for option, names, _ in found if option.name in foreign for owner in names})
         raise InputError(f"{', '.join(flags[n] for n in foreign)}: only for a {' or '.join(owners)} model, "

@@ -44,14 +44,8 @@ def ocr(input_path, output, images_root, workers, cache_dir, no_cache):
         raise InputError("the output would overwrite the input; choose another -o")
     if not Path(images_root).is_dir():
         raise InputError(f"--images {images_root}: no such directory")
-    source = open_parquet(input_path)
+    source = open_parquet(input_path, require=("image_paths",))  # a list of strings, if there
     schema = source.schema_arrow
-    if "image_paths" not in schema.names:
-        raise InputError(f"{input_path}: no 'image_paths' column to read images from")
-    paths_type = schema.field("image_paths").type
-    if not (pa.types.is_list(paths_type) or pa.types.is_large_list(paths_type)) or not (
-            pa.types.is_string(paths_type.value_type) or pa.types.is_large_string(paths_type.value_type)):
-        raise InputError(f"{input_path}: 'image_paths' is {paths_type}, expected list<string>")
 
     files = ocr_data.image_files(source.read(columns=["image_paths"]).column("image_paths"), Path(images_root))
     # Without images there is nothing to OCR: no engine, and no need for rapidocr at all.

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import click
@@ -18,11 +19,12 @@ from kdsl.errors import InputError
 # mined rule than the default min_reward = 0.8 would; see report.md for how its rules fared.
 DEMO_CONFIG = """\
 # kdsl demo: the whole KDSL pipeline on the bundled sample (rerun: kdsl pipeline demo.toml)
+# Paths are relative to this file; the folder can be moved as a whole.
 output = "."
 [data]
 train_table = "input/train.parquet"
 dev_table = "input/dev.parquet"
-images = "{images}"
+images = "input/images"
 [ocr]
 enabled = false    # the sample already carries its screenshots' OCR text
 [mining]
@@ -34,6 +36,12 @@ epochs = 25
 [seesaw]
 seeds = [0, 1, 2]
 """
+
+
+SCORE_NAMES = ("DIS: Dialogue Intent Score (weighted F1 on the intent rows); ISS: Image Scene Score "
+               "(the scene rows); OSS: Overall Score (all rows pooled).")
+TOO_SMALL = ("The sample is too small to rank these rows: with two or three rows per label, one row more or "
+             "less right moves a score by several points; `kdsl pipeline` on real data ranks them.")
 
 
 def _run_pipeline(config_path) -> dict:
@@ -67,7 +75,7 @@ def demo(output):
 
     import pyarrow.parquet as pq
 
-    from kdsl.io import write_table_atomically, write_text_atomically
+    from kdsl.io import atomic_path, write_table_atomically, write_text_atomically
     from kdsl.report import ablation_table, rule_gains
 
     samples = Path(str(resources.files("kdsl") / "samples"))
@@ -79,11 +87,22 @@ def demo(output):
     table = pq.read_table(samples / "sample.parquet")
     for name, keep in (("train", lambda i: i % 3 != 0), ("dev", lambda i: i % 3 == 0)):
         write_table_atomically(table.take([i for i in range(table.num_rows) if keep(i)]), out / "input" / f"{name}.parquet")
+    # The images are copied beside the tables, so that demo.toml names nothing inside the
+    # installed package (a path into a venv breaks when the venv moves or is rebuilt).
+    images = out / "input" / "images"
+    images.mkdir(exist_ok=True)
+    for image in (samples / "images").iterdir():
+        copy = images / image.name
+        if not copy.exists() or copy.stat().st_size != image.stat().st_size:
+            with atomic_path(copy) as tmp:
+                shutil.copyfile(image, tmp)
     config_path = out / "demo.toml"
-    write_text_atomically(config_path, DEMO_CONFIG.format(images=(samples / "images").as_posix()))
+    write_text_atomically(config_path, DEMO_CONFIG)
     config = _run_pipeline(config_path)
     results = json.loads((Path(config["output"]) / "evaluation.json").read_text(encoding="utf-8"))
     click.echo(f"\nKDSL ablation on the bundled sample's dev third (class-weighted F1):\n\n{ablation_table(results)}\n")
+    click.echo(SCORE_NAMES)
+    click.echo(TOO_SMALL)
     for line in rule_gains(results):
         click.echo(line.replace("**", ""))
     click.echo(f"\nreport: {out / 'report.md'}; rules: {out / 'rules'}; rerun: kdsl pipeline {config_path}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from kdsl.data.images import ImageRejected, locate_image
 from kdsl.data.tianchi import FormatError, to_record
 from kdsl.errors import InputError
 
@@ -39,8 +40,13 @@ class Reject:
         return f"{self.where}{who}: {self.reason}"
 
     def to_json(self) -> str:
-        return json.dumps({"where": self.where, "id": self.id, "reason": self.reason,
-                           "sample": self.sample}, ensure_ascii=False)
+        record = {"where": self.where, "id": self.id, "reason": self.reason, "sample": self.sample}
+        text = json.dumps(record, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (a reason to reject): keep it as an escape
+            text = json.dumps(record)
+        return text
 
 
 @dataclass
@@ -67,6 +73,8 @@ def read_samples(path) -> Iterator[tuple[str, object]]:
         return _json_lines(path, text)
     try:
         samples = json.loads(text)
+    except RecursionError:
+        raise SourceError(f"{path}: JSON nested too deeply to be a challenge file") from None
     except json.JSONDecodeError as error:
         hint = ("; it looks like JSON lines: name it .jsonl"
                 if error.msg == "Extra data" and text.lstrip().startswith("{") else "")
@@ -85,6 +93,8 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[str, object]]:
         except json.JSONDecodeError as error:
             # One broken line is one bad sample, not a broken file: yield it for the caller to reject.
             sample = _Unreadable(f"not JSON ({error.msg} at column {error.colno})", line)
+        except RecursionError:
+            sample = _Unreadable("JSON nested too deeply", line[:200])
         yield f"line {number}", sample
 
 
@@ -119,19 +129,24 @@ def import_samples(located: Iterable[tuple[str, object]]) -> Imported:
 
 
 def missing_images(rows: Iterable[dict], root) -> list[str]:
-    """The image paths of ``rows`` with no file under ``root``, each once, in order.
+    """The image paths of ``rows`` with no regular file inside ``root``, each once, in order.
+    A path that leaves the root (a symlink out of it) counts as missing whatever is there, so
+    that the report tells nothing about files outside the root (``kdsl.data.images``).
 
     >>> missing_images([{"image_paths": ["x.jpg", "x.jpg"]}], "/nonexistent")
     ['x.jpg']
     """
-    root = Path(root)
     seen: set[str] = set()
     missing: list[str] = []
     for row in rows:
         for name in row["image_paths"]:
             if name not in seen:
                 seen.add(name)
-                if not (root / name).is_file():
+                try:
+                    found = locate_image(root, name).is_file()
+                except ImageRejected:
+                    found = False
+                if not found:
                     missing.append(name)
     return missing
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kdsl.data.images import ImageFile, ImageRejected
 from kdsl.data.ocr_cache import NoCache, OcrCache, default_cache_directory, image_key
 from kdsl.data.reading_order import TextBox, reading_order
 from kdsl.errors import DependencyError, InputError
@@ -246,6 +247,9 @@ def recognise_images(
         for name, path in files.items():
             try:
                 data = path.read_bytes()
+            except ImageRejected as error:  # outside the root, not a regular file, too large
+                settle(name, None, error.reason)
+                continue
             except OSError as error:
                 settle(name, None, "no such file" if isinstance(error, FileNotFoundError)
                        else error.strerror or str(error))
@@ -372,14 +376,15 @@ def _usable_cpus() -> int:
 # ---- the table --------------------------------------------------------------------------------
 
 
-def image_files(image_paths: pa.Array | pa.ChunkedArray, root: Path) -> dict[str, Path]:
-    """Every distinct image named in an ``image_paths`` column, resolved under ``root``.
+def image_files(image_paths: pa.Array | pa.ChunkedArray, root: Path) -> dict[str, ImageFile]:
+    """Every distinct image named in an ``image_paths`` column, to be read under ``root``
+    (``kdsl.data.images``: a path leaving the root is reported unreadable, never read).
 
-    >>> image_files(pa.array([["a.jpg", "b.jpg"], None, ["a.jpg"]]), Path("img"))
-    {'a.jpg': PosixPath('img/a.jpg'), 'b.jpg': PosixPath('img/b.jpg')}
+    >>> image_files(pa.array([["a.jpg", "b.jpg"], None, ["a.jpg"]]), Path("img"))["b.jpg"]
+    ImageFile(root=PosixPath('img'), name='b.jpg')
     """
     names = pc.unique(pc.drop_null(pc.list_flatten(image_paths))).to_pylist()
-    return {name: root / name for name in sorted(names)}
+    return {name: ImageFile(Path(root), name) for name in sorted(names)}
 
 
 def ocr_schema(schema: pa.Schema) -> pa.Schema:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from kdsl.data.images import image_path_problem
 from kdsl.errors import InputError
 
 START, END = "<用户与客服的对话 START>", "<用户与客服的对话 END>"
@@ -91,7 +92,7 @@ def task_of(instruction: str) -> str:
 
 
 def to_record(sample: dict) -> dict:
-    """One challenge sample -> one row of the record table (DESIGN.md).
+    """One challenge sample -> one row of the record table (docs/record-table.md).
 
     Raises FormatError, naming what is wrong, for a sample that cannot be read.
     """
@@ -120,6 +121,12 @@ def to_record(sample: dict) -> dict:
         image_turns = [-1] * instruction.count(IMAGE)  # a scene sample's images belong to no turn
     if len(image_turns) != len(images):
         raise FormatError(f"{len(images)} image file(s) for {len(image_turns)} <image> placeholder(s)")
+    for name in images:
+        problem = image_path_problem(name)
+        if problem:
+            raise FormatError(f"image {name[:80]!r}: {problem}")
+    for key in ("id", "instruction", "output"):
+        _check_unicode(key, sample.get(key))
     return {
         "id": sample_id,
         "task": task,
@@ -133,6 +140,15 @@ def to_record(sample: dict) -> dict:
         "label": _label(sample.get("output")),
         "instruction": instruction,
     }
+
+
+def _check_unicode(key: str, value) -> None:
+    """JSON's ``"\\ud800"`` decodes to a lone surrogate, which no UTF-8 file (Parquet) can hold."""
+    if isinstance(value, str):
+        surrogate = next((i for i, ch in enumerate(value) if "\ud800" <= ch <= "\udfff"), None)
+        if surrogate is not None:
+            raise FormatError(f"'{key}' holds a lone surrogate \\u{ord(value[surrogate]):04x} at character "
+                              f"{surrogate}; it is not valid Unicode text")
 
 
 def _image_list(value) -> list[str]:

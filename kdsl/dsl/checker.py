@@ -18,7 +18,6 @@ from kdsl.record import BUILTIN_FIELDS, LIST_FIELDS
 LANGUAGE_VERSION = 1
 
 
-
 @dataclass(frozen=True)
 class RuleSet:
     """Checked rules, ready for the engine: names resolved, in load order.

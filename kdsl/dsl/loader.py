@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
-import pickle
-from importlib import resources
 from pathlib import Path
 
-from kdsl.dsl import ast
+from kdsl.dsl import ast, cache
 from kdsl.dsl.checker import RuleSet, check
 from kdsl.dsl.errors import Diagnostic, RuleError
+from kdsl.errors import RuleLimitError
+from kdsl.limits import MAX_RULE_FILE_BYTES
 from kdsl.errors import InputError
 from kdsl.dsl.parser import parse
 
@@ -39,9 +36,13 @@ def parse_file(path) -> ast.Program:
     """Read and parse one file; unreadable or non-UTF-8 input is a located ``RuleError``."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_RULE_FILE_BYTES + 1)  # a huge (or endless: /dev/zero) file is not read whole
     except OSError as error:
         raise _file_error(path, f"cannot read: {error.strerror or error}") from None
+    if len(data) > MAX_RULE_FILE_BYTES:
+        raise RuleLimitError([Diagnostic(f"larger than {MAX_RULE_FILE_BYTES} bytes, the limit for a rule file",
+                                         ast.Span(str(path), 0, 0, 0, 0))])
     try:
         source = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -54,56 +55,26 @@ def parse_file(path) -> ast.Program:
 
 
 def _cached_parse(source: str, path: str) -> ast.Program:
-    """``parse``, remembered on disk by content: Lark parses ~2,000 rules a second, and a large
-    rule base is loaded far more often than it changes. ``KDSL_CACHE_DIR`` moves the cache;
-    ``KDSL_CACHE_DIR=""`` turns it off. A cache entry that cannot be read is ignored."""
-    directory = _cache_directory()
+    """``parse``, remembered on disk by content (``kdsl.dsl.cache``: JSON data, verified on
+    load; an entry that does not verify is ignored and rebuilt)."""
+    directory = cache.cache_directory()
     if directory is None:
         return parse(source, path)
-    key = hashlib.sha256(f"{_parser_fingerprint()}\0{path}\0{source}".encode()).hexdigest()
-    entry = directory / f"{key}.pickle"
-    try:
-        with entry.open("rb") as file:
-            program = pickle.load(file)
-        if isinstance(program, ast.Program) and program.source == source:
-            return program
-    except Exception:  # missing, truncated or from another version: parse again
-        pass
-    program = parse(source, path)
-    partial = entry.with_suffix(f".{os.getpid()}.partial")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(partial, entry)  # readers never see a half-written entry
-    except OSError:
-        partial.unlink(missing_ok=True)  # a read-only home directory only costs speed
+    entry = cache.entry_path(directory, path, source)
+    program = cache.read(entry, path, source)
+    if program is None:
+        program = parse(source, path)
+        cache.write(entry, program)
     return program
-
-
-def _cache_directory() -> Path | None:
-    configured = os.environ.get("KDSL_CACHE_DIR")
-    if configured is not None:
-        return Path(configured) / "parsed" if configured else None
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "kdsl" / "parsed"
-
-
-@functools.cache
-def _parser_fingerprint() -> str:
-    """Changes whenever the grammar or the code that builds the syntax tree changes."""
-    digest = hashlib.sha256()
-    package = resources.files("kdsl.dsl")
-    for name in ("kdsl.lark", "parser.py", "ast.py"):
-        digest.update(package.joinpath(name).read_bytes())
-    return digest.hexdigest()
 
 
 def load_rules(paths) -> RuleSet:
     """Parse and check every rule file under ``paths`` (a file, a directory, or a list of them).
 
-    >>> rules = load_rules("rules/")          # doctest: +SKIP
-    >>> [r.name for r in rules.rules][:2]     # doctest: +SKIP
-    ['leak_feedback', 'tracking_page']
+    >>> from importlib import resources
+    >>> rules = load_rules(resources.files("kdsl") / "samples" / "rules")   # the demo's rules
+    >>> rules.targets, [r.name for r in rules.rules][:2]
+    (('intent',), ['restock_question', 'season_question'])
     """
     programs, diagnostics = [], []
     for file in rule_files(paths):

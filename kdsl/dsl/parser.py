@@ -19,6 +19,8 @@ from lark import Token, Transformer, v_args
 
 from kdsl.dsl import ast
 from kdsl.dsl.errors import Diagnostic, RuleError
+from kdsl.errors import RuleLimitError
+from kdsl.limits import MAX_LITERAL_CHARS, MAX_RULE_FILE_BYTES
 
 GRAMMAR = "kdsl.lark"
 
@@ -43,6 +45,9 @@ def _parser() -> lark.Lark:
 def parse(source: str, path: str = "<string>") -> ast.Program:
     """Parse kdsl source into a ``Program``; raise ``RuleError`` on a syntax error."""
     comments: list[ast.Comment] = []
+    if len(source) > MAX_RULE_FILE_BYTES:  # characters <= bytes: checked again on the file's size
+        raise RuleLimitError([Diagnostic(f"{len(source)} characters; a rule file may hold at most "
+                                         f"{MAX_RULE_FILE_BYTES} bytes", ast.Span(path, 1, 1, 1, 2))])
     try:
         tree = _parser().parse(source)
     except lark.exceptions.UnexpectedInput as error:
@@ -148,13 +153,22 @@ class _ToAst(Transformer):
     def string(self, meta, children):
         token = children[0]
         try:
-            return json.loads(str(token))
+            value = json.loads(str(token))
         except json.JSONDecodeError as error:
             if error.msg.startswith("Invalid control character"):
                 code = f"\\u{ord(str(token)[error.pos]):04x}"
                 self._fail(f"control character in a string; write it as an escape such as {code}",
                            self._token_span(token))
             self._fail(f"invalid string escape ({error.msg})", self._token_span(token))
+        if len(value) > MAX_LITERAL_CHARS:
+            raise RuleLimitError([Diagnostic(f"a string of {len(value)} characters; the limit is "
+                                             f"{MAX_LITERAL_CHARS}", self._token_span(token), self.source)])
+        surrogate = next((ch for ch in value if "\ud800" <= ch <= "\udfff"), None)
+        if surrogate is not None:
+            # json.loads lets "\ud800" through; it cannot be encoded as UTF-8 by the matcher or Arrow.
+            self._fail(f"lone surrogate \\u{ord(surrogate):04x} in a string; escape a character outside the "
+                       "BMP as a surrogate pair or write it directly", self._token_span(token))
+        return value
 
     def _int(self, token: Token) -> int:
         try:

@@ -27,7 +27,7 @@ from kdsl.engine.kernel import evaluate_rows
 from kdsl.engine.matcher import AtomMatcher
 from kdsl.engine.normalize import normalize_array
 from kdsl.errors import InputError  # the input table does not fit the rules (a missing column, a wrong type)
-from kdsl.record import MODEL_LABEL, TASK
+from kdsl.record import MODEL_LABEL, TASK, record_problem
 
 SOURCES = ("rule", "model")
 BATCH_ROWS = 65536  # rows normalised and scanned together: buffers stay small and are reused
@@ -47,6 +47,30 @@ class Engine:
         self._calibrated = False
         self._one_record_kernel = None
         self._calibration_lock = threading.Lock()
+        self._live: Engine | None = None  # set by reload(): the engine every call is served by
+
+    def reload(self, paths) -> None:
+        """Load and compile the rules under ``paths``, then swap them in at once: calls already
+        running finish on the old rules, later calls use the new ones. When the new rules do not
+        load (``kdsl.errors.RuleError`` with every diagnostic), the old ones stay in service.
+
+        The public methods and ``rules``, ``targets``, ``fields``, ``output_columns`` follow the
+        swap; ``plan`` and ``ruleset`` keep describing the rules this object was built with (its
+        own calls still in flight use them), and ``current`` is the engine now in service.
+
+        >>> engine.reload("rules/")      # doctest: +SKIP
+        """
+        from kdsl.dsl.loader import load_rules
+
+        fresh = Engine(load_rules(paths))  # raises before anything is swapped
+        # One reference assignment: a public call reads ``_live`` once and is served by that
+        # engine from start to end; nothing an engine computes with is ever modified.
+        self._live = fresh
+
+    @property
+    def current(self) -> "Engine":
+        """The engine serving calls: this one, or the one the last ``reload`` compiled."""
+        return self._live or self
 
     def _calibrate(self, offsets, data, rows: int) -> None:
         """Re-choose rule triggers by how often each atom occurs in the first rows seen, so that
@@ -69,44 +93,55 @@ class Engine:
     @property
     def rules(self) -> tuple[ast.Rule, ...]:
         """Every rule, in load order."""
-        return self.ruleset.rules
+        return self.current.ruleset.rules
 
     @property
     def targets(self) -> list[str]:
-        return list(self.plan.targets)
+        return list(self.current.plan.targets)
 
     @property
     def fields(self) -> list[str]:
         """The input columns the engine reads (``task`` and ``model_label`` when present)."""
-        return self.plan.columns + [c for c in (TASK, MODEL_LABEL) if c not in self.plan.columns]
+        plan = self.current.plan
+        return plan.columns + [c for c in (TASK, MODEL_LABEL) if c not in plan.columns]
 
     @property
     def output_columns(self) -> list[str]:
-        return [f"{t}{suffix}" for t in self.plan.targets for suffix in ("", "_rule", "_source")]
+        return _output_names(self.current.plan)
 
     # ---------------------------------------------------------------------------------- scoring
     def score(self, table: pa.Table | pa.RecordBatch, threads: int = 1) -> pa.Table | pa.RecordBatch:
         """Append the output columns (``T``, ``T_rule``, ``T_source`` per target) to ``table``."""
+        if self._live is not None:
+            return self._live.score(table, threads)
         if isinstance(table, pa.RecordBatch):
             if table.num_rows <= BATCH_ROWS:
                 return self._score_batch(table, threads)
             parts = [self._score_batch(table.slice(i, BATCH_ROWS), threads)
                      for i in range(0, table.num_rows, BATCH_ROWS)]
             return pa.concat_batches(parts)
-        self.check_input(table.schema)
+        self._check_input(table.schema)
         batches = [self._score_batch(b, threads) for b in table.to_batches(max_chunksize=BATCH_ROWS)]
-        schema = self.output_schema(table.schema)
+        schema = self._output_schema(table.schema)
         return pa.Table.from_batches(batches, schema=schema)
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
-        for name in self.output_columns:
+        """``schema`` with the output columns appended."""
+        return self.current._output_schema(schema)
+
+    def _output_schema(self, schema: pa.Schema) -> pa.Schema:
+        names = _output_names(self.plan)
+        for name in names:
             if name in schema.names:
                 raise InputError(f"the input already has a column '{name}', which the engine writes")
-        return pa.schema(list(schema) + [pa.field(n, pa.string()) for n in self.output_columns])
+        return pa.schema(list(schema) + [pa.field(n, pa.string()) for n in names])
 
     def check_input(self, schema: pa.Schema) -> None:
         """Raise ``InputError`` unless ``schema`` has every column the rules read, of a usable
         type."""
+        self.current._check_input(schema)
+
+    def _check_input(self, schema: pa.Schema) -> None:
         kinds = self.ruleset.column_kinds
         missing = [c for c in self.plan.columns if c and c not in schema.names]
         if missing:
@@ -126,8 +161,8 @@ class Engine:
                                  f"{'number' if wants_number else 'string'}")
 
     def _score_batch(self, batch: pa.RecordBatch, threads: int = 1) -> pa.RecordBatch:
-        self.check_input(batch.schema)
-        schema = self.output_schema(batch.schema)
+        self._check_input(batch.schema)
+        schema = self._output_schema(batch.schema)
         n = batch.num_rows
         winners, _ = self._evaluate(batch, threads)
         outputs = self._output_columns(winners, batch)
@@ -136,37 +171,20 @@ class Engine:
     def matches(self, table: pa.Table | pa.RecordBatch) -> np.ndarray:
         """A boolean matrix: [row, i] is True when ``self.plan.rules[i]`` holds for the row
         (every rule, not only the deciding one; rows outside a rule's task are False)."""
+        if self._live is not None:
+            return self._live.matches(table)
         if isinstance(table, pa.Table):
-            self.check_input(table.schema)
+            self._check_input(table.schema)
             parts = [self._evaluate(b, collect=True)[1] for b in table.to_batches(max_chunksize=BATCH_ROWS)]
             return np.concatenate(parts) if parts else np.zeros((0, len(self.plan.rules)), bool)
-        self.check_input(table.schema)
+        self._check_input(table.schema)
         return self._evaluate(table, collect=True)[1]
 
     def _evaluate(self, batch: pa.RecordBatch, threads: int = 1, collect: bool = False):
         """Run the kernel over one batch: (winners[row, target], fired[row, rule] or None)."""
-        plan, arrays = self.plan, self.plan.arrays
-        n, names = batch.num_rows, batch.schema.names
-        column = batch.column
-        offsets, data, lengths = [], [], {}
-        measured = {name for name, source in plan.number_columns if source == "len"}
-        for name in plan.text_fields:
-            if name in measured:
-                normalized, lengths[name] = normalize_array(column(name), with_lengths=True)
-            else:
-                normalized = normalize_array(column(name) if name else pa.nulls(n, pa.string()))
-            offsets.append(np.frombuffer(normalized.buffers()[1], dtype=np.int64)[normalized.offset:])
-            data.append(_data_buffer(normalized))
-        numbers = np.empty((len(plan.number_columns), n), dtype=np.float64)
-        for slot, (name, source) in enumerate(plan.number_columns):
-            if source == "len":
-                numbers[slot] = lengths[name] if name in lengths else normalize_array(column(name), with_lengths=True)[1]
-            else:
-                numbers[slot] = _as_float(column(name))
-        strings = np.empty((len(plan.string_columns), n), dtype=np.int64)
-        for slot, name in enumerate(plan.string_columns):
-            strings[slot] = _codes(column(name), plan.string_literals[slot])
-        row_target = self._row_targets(column("task") if "task" in names else None, n)
+        plan = self.plan
+        n = batch.num_rows
+        offsets, data, numbers, strings, row_target = self._prepare(batch)
 
         if not self._calibrated and n:
             with self._calibration_lock:
@@ -194,6 +212,33 @@ class Engine:
             resolved = self._resolve(pc.take(batch, pa.array(rows)).to_pylist())
             run(rows.astype(np.int64), resolved, np.zeros(n, dtype=np.uint8))
         return winners, (fired.astype(bool) if collect else None)
+
+    def _prepare(self, batch: pa.RecordBatch):
+        """The kernel's view of a batch: per scanned field the normalised text's offsets and
+        bytes, the numeric columns, the string columns' codes, and each row's target index."""
+        plan = self.plan
+        n, names = batch.num_rows, batch.schema.names
+        column = batch.column
+        offsets, data, lengths = [], [], {}
+        measured = {name for name, source in plan.number_columns if source == "len"}
+        for name in plan.text_fields:
+            if name in measured:
+                normalized, lengths[name] = normalize_array(column(name), with_lengths=True)
+            else:
+                normalized = normalize_array(column(name) if name else pa.nulls(n, pa.string()))
+            offsets.append(np.frombuffer(normalized.buffers()[1], dtype=np.int64)[normalized.offset:])
+            data.append(_data_buffer(normalized))
+        numbers = np.empty((len(plan.number_columns), n), dtype=np.float64)
+        for slot, (name, source) in enumerate(plan.number_columns):
+            if source == "len":
+                numbers[slot] = lengths[name] if name in lengths else normalize_array(column(name), with_lengths=True)[1]
+            else:
+                numbers[slot] = _as_float(column(name))
+        strings = np.empty((len(plan.string_columns), n), dtype=np.int64)
+        for slot, name in enumerate(plan.string_columns):
+            strings[slot] = _codes(column(name), plan.string_literals[slot])
+        row_target = self._row_targets(column("task") if "task" in names else None, n)
+        return offsets, data, numbers, strings, row_target
 
     def _resolve(self, rows: list[dict]) -> np.ndarray:
         """Evaluate every deferred predicate (regex, fuzzy, ...) on the given rows in Python."""
@@ -239,6 +284,9 @@ class Engine:
         >>> engine.predict({"user": "漏水了", "model_label": "是否好用"})   # doctest: +SKIP
         {'intent': '反馈密封性不好', 'intent_rule': 'leak_feedback', 'intent_source': 'rule'}
         """
+        if self._live is not None:
+            return self._live.predict(record)
+        _check_record(record)
         plan = self.plan
         normalized = [normalize_text(v if isinstance(v, str) else None) for v in map(record.get, plan.text_fields)]
         # One buffer for all fields: field f of the single row is blob[bounds[f]:bounds[f + 1]].
@@ -292,10 +340,22 @@ class Engine:
         else:
             self._one_record_kernel(*args)
 
-    def explain(self, record: dict) -> list[dict]:
+    def explain(self, record: dict, why_not: bool = False, rule: str | None = None) -> list[dict]:
         """Every rule that matches ``record``: the deciding rule of each target first, then the
         rest in the order they are tried, each with the literals that matched and their
-        character offsets in the normalised text."""
+        character offsets in the normalised text.
+
+        With ``why_not``: instead, every rule of the record's ``label`` (or the rule named
+        ``rule``) that does not match, with the first term that failed, what the text held
+        instead and the smallest edit that makes it match (see ``kdsl.engine.why_not``).
+        """
+        _check_record(record)
+        if self._live is not None:
+            return self._live.explain(record, why_not, rule)
+        if why_not or rule is not None:
+            from kdsl.engine.why_not import why_not as explain_misses
+
+            return explain_misses(self.ruleset, record, rule)
         decided = reference.winners(self.ruleset, record)
         has_task = "task" in record
         norm = reference.Record(record)
@@ -311,6 +371,10 @@ class Engine:
                 "location": str(rule.name_span), "matches": _matched_literals(rule.condition, norm),
             })
         return sorted(found, key=lambda m: not m["winner"])
+
+
+def _output_names(plan: Plan) -> list[str]:
+    return [f"{t}{suffix}" for t in plan.targets for suffix in ("", "_rule", "_source")]
 
 
 def _matched_literals(condition: ast.Condition, record: reference.Record) -> list[dict]:
@@ -370,3 +434,9 @@ def _codes(column: pa.Array, literals, missing=None, null=-1) -> np.ndarray:
     if column.null_count:
         codes[np.asarray(column.is_null())] = null
     return codes
+
+
+def _check_record(record) -> None:
+    problem = record_problem(record)
+    if problem:
+        raise InputError(f"record: {problem}")

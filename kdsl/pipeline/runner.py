@@ -47,13 +47,24 @@ class Runner:
             self.outcomes[name] = "skipped"
             self.log(f"{name}: up to date, skipped")
             return
-        self.log(f"{name}: running")
+        self.log(f"{name}: running{self._why(name, signature)}")
         started = time.perf_counter()
         work()
         self.log(f"{name}: done in {time.perf_counter() - started:.1f} s")
         self.state[name] = signature
         self.outcomes[name] = "ran"
         write_text_atomically(self.state_path, json.dumps(self.state, indent=2, ensure_ascii=False) + "\n")
+
+
+    def _why(self, name: str, signature: dict) -> str:
+        """`` (changed: rules/intent.kdsl)``: what differs from the last run of the step."""
+        before = self.state.get(name)
+        if before is None:
+            return ""
+        changed = [Path(p).relative_to(self.output) if Path(p).is_relative_to(self.output) else Path(p)
+                   for p, digest in signature["inputs"].items() if before["inputs"].get(p) != digest]
+        reasons = [str(p) for p in changed] + (["settings"] if before.get("settings") != signature["settings"] else [])
+        return f" (changed: {', '.join(reasons)})" if reasons else " (an output is missing)"
 
 
 def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[str, str]:
@@ -107,13 +118,15 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
                     lambda v=variant: steps.score(predicted[v], steps.kept_rules(selection, selected), scored[v]))
 
     evaluation = output / "evaluation.json"
-    runner.step("evaluate", list(scored.values()), {"tasks": mining["tasks"]}, [evaluation],
+    # The rule files are inputs of evaluate and report too: after a hand edit of a rule the
+    # evaluation and report.md are redone even when the scored tables come out the same.
+    runner.step("evaluate", [*scored.values(), *rules], {"tasks": mining["tasks"]}, [evaluation],
                 lambda: steps.evaluate(scored, evaluation, mining["tasks"]))
     seesaw = output / "seesaw.json"
     seesaw_settings = {**config["seesaw"], "images": images}
     runner.step("seesaw", [tables["train"], tables["dev"]], seesaw_settings, [seesaw],
                 lambda: steps.seesaw(tables["train"], tables["dev"], seesaw, seesaw_settings, log))
     report = output / "report.md"
-    runner.step("report", [evaluation, seesaw, selection, scored["flip"], scored["noflip"]], {}, [report],
+    runner.step("report", [evaluation, seesaw, selection, scored["flip"], scored["noflip"], *rules], {}, [report],
                 lambda: steps.report(output, evaluation, seesaw, selection, scored, report, log))
     return runner.outcomes

@@ -180,9 +180,15 @@ def train(train: Path, model: Path, settings: dict, log: Callable[[str], None]) 
     options = {"epochs": settings["epochs"], "seed": settings["seed"], **cls.flip_options(settings["flip"]),
                **keyed, **settings["options"]}
     table = read_parquet(train)
+    # An adapter whose epochs are long enough to checkpoint (qwen2vl: minutes to hours) reports
+    # every one; the baseline's take seconds, so only the last epoch's line is shown.
+    epochs: list[str] = []
     with context("[model]"):
-        adapter = kdsl.adapters.train(settings["adapter"], table, images=settings["images"], log=log, **options)
+        adapter = kdsl.adapters.train(settings["adapter"], table, images=settings["images"],
+                                      log=log if cls.keeps_checkpoint else epochs.append, **options)
     adapter.save(model)
+    if epochs:
+        log(f"train: {len(epochs)} epochs; last: {epochs[-1]}")
 
 
 def predict(dev: Path, model: Path, target: Path, images) -> None:

@@ -1,5 +1,5 @@
-"""``kdsl demo``: the pipeline on the bundled sample, ending with the ablation table; the README
-tutorial's loop (edit a mined rule, check, rerun) works on its output."""
+"""``kdsl demo``: the pipeline on the bundled sample, ending with the ablation table; the tutorial's
+(docs/tutorial.md) loop (edit a mined rule, check, rerun) works on its output."""
 
 import json
 
@@ -58,5 +58,40 @@ def test_an_edited_rule_reruns_only_scoring_and_the_report(demo):
         assert "every_dialogue" in rules.read_text(encoding="utf-8")  # the edit is kept
         evaluation = json.loads((folder / "evaluation.json").read_text())
         assert {r["rule"] for r in evaluation["variants"]["flip"]["rules"] if r["task"] == "intent"} == {"every_dialogue"}
+    finally:
+        rules.write_text(original, encoding="utf-8")
+
+
+def test_demo_toml_names_nothing_outside_its_folder(demo):
+    """A path into the installed package breaks when the venv moves; the images are copied."""
+    folder, _ = demo
+    text = (folder / "demo.toml").read_text(encoding="utf-8")
+    assert "site-packages" not in text and '= "/' not in text
+    assert len(list((folder / "input" / "images").iterdir())) > 0
+
+
+def test_demo_spells_out_the_scores_and_says_the_sample_cannot_rank_the_rows(demo):
+    _, output = demo
+    assert "DIS: Dialogue Intent Score" in output and "ISS: Image Scene Score" in output
+    assert "OSS: Overall Score" in output and "too small to rank these rows" in output
+
+
+def test_each_training_step_logs_one_line_not_one_per_epoch(demo):
+    _, output = demo
+    epoch_lines = [line for line in output.splitlines() if "epoch" in line]
+    assert len([line for line in epoch_lines if line.startswith("train:")]) == 2, epoch_lines  # flip, noflip
+    assert not any(": epoch " in line and not line.startswith("train:") for line in epoch_lines), epoch_lines
+
+
+def test_a_rule_edit_that_changes_no_row_still_reruns_evaluate_and_report(demo):
+    folder, _ = demo
+    rules = folder / "rules" / "intent.kdsl"
+    original = rules.read_text(encoding="utf-8")
+    try:
+        rules.write_text(original + "\n# a rule writer's note: nothing else changes\n", encoding="utf-8")
+        result = CliRunner().invoke(main, ["pipeline", str(folder / "demo.toml")])
+        assert result.exit_code == 0, result.output
+        for step in ("evaluate", "report"):
+            assert f"{step}: running (changed: " in result.output and "rules/intent.kdsl" in result.output
     finally:
         rules.write_text(original, encoding="utf-8")

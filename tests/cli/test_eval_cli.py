@@ -197,6 +197,17 @@ def test_plot_into_a_file_exits_2(tmp_path):
     assert code == 2 and out.startswith("error: --plot") and "Traceback" not in out
 
 
+def test_plot_into_a_file_without_a_cjk_font_puts_the_error_first(tmp_path, monkeypatch):
+    """On a machine without a CJK font the font warning must not come before the error."""
+    import kdsl.plots
+
+    monkeypatch.setattr(kdsl.plots, "cjk_font", lambda: None)
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    code, out = run("eval", write(tmp_path, FULL), "--plot", taken / "sub")
+    assert code == 2 and out.startswith("error: --plot") and "no CJK font" not in out
+
+
 def test_an_installed_cjk_font_is_found():
     """CI installs one (fonts-wqy-microhei); the finder must see it even if matplotlib's font cache
     predates it. Without one on this machine there is nothing to find."""

@@ -127,7 +127,7 @@ def test_a_failure_while_writing_leaves_no_partial_file(dataset, tmp_path, engin
     ("missing", "no such file"),
     ("not parquet", "not a readable Parquet file"),
     ("no image_paths", "no 'image_paths' column"),
-    ("image_paths not a list", "'image_paths' is string, expected list<string>"),
+    ("image_paths not a list", "column 'image_paths' is string; expected list<string>"),
     ("no images folder", "--images"),
     ("output is input", "would overwrite the input"),
 ])

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from kdsl.data import ocr
+from kdsl.data.images import ImageFile
 from kdsl.data.ocr_cache import NoCache, OcrCache, default_cache_directory, image_key
 from kdsl.data.reading_order import TextBox, reading_order
 
@@ -83,7 +84,8 @@ def test_image_text_is_nfkc_normalised_but_not_case_folded():
 
 def test_image_files_lists_each_image_once_under_the_root():
     column = pa.chunked_array([[["b.jpg", "a.jpg"], None], [[], ["a.jpg", None]]])
-    assert ocr.image_files(column, Path("root")) == {"a.jpg": Path("root/a.jpg"), "b.jpg": Path("root/b.jpg")}
+    assert ocr.image_files(column, Path("root")) == {"a.jpg": ImageFile(Path("root"), "a.jpg"),
+                                                     "b.jpg": ImageFile(Path("root"), "b.jpg")}
 
 
 def test_with_ocr_joins_a_rows_images_and_keeps_rows_without_images():

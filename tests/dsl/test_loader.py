@@ -15,7 +15,7 @@ def test_cache_returns_the_same_program_without_parsing(tmp_path, monkeypatch):
     path = tmp_path / "r.kdsl"
     path.write_text(RULE, encoding="utf-8")
     first = parse_file(path)
-    assert len(list((tmp_path / "cache" / "parsed").glob("*.pickle"))) == 1
+    assert len(list((tmp_path / "cache" / "parsed").glob("*.json"))) == 1
     monkeypatch.setattr("kdsl.dsl.loader.parse", lambda *a: pytest.fail("parsed again"))
     assert parse_file(path) == first
 
@@ -34,8 +34,8 @@ def test_a_corrupt_cache_entry_is_ignored(tmp_path, monkeypatch):
     path = tmp_path / "r.kdsl"
     path.write_text(RULE, encoding="utf-8")
     parse_file(path)
-    for entry in (tmp_path / "cache" / "parsed").glob("*.pickle"):
-        entry.write_bytes(b"not a pickle")
+    for entry in (tmp_path / "cache" / "parsed").glob("*.json"):
+        entry.write_bytes(b"not json")
     assert parse_file(path).rules[0].name == "r"
 
 

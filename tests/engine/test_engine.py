@@ -1,4 +1,4 @@
-"""Unit tests of the engine's public API and of the override semantics of DESIGN.md."""
+"""Unit tests of the engine's public API and of the override semantics of docs/language.md (section 8)."""
 
 from __future__ import annotations
 

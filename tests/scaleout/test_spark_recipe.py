@@ -1,4 +1,4 @@
-"""The README's Spark recipe (``mapInArrow`` with ``kdsl.scaleout.ArrowScorer``) on local[2]:
+"""The Spark recipe of docs/scale-out.md (``mapInArrow`` with ``kdsl.scaleout.ArrowScorer``) on local[2]:
 the same rows and values as ``Engine.score``. Skipped where pyspark is not installed."""
 
 import shutil
@@ -28,7 +28,7 @@ def test_spark_recipe_equals_local(tmp_path, monkeypatch):
     spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
              .config("spark.sql.shuffle.partitions", "2").getOrCreate())
     try:
-        # The recipe, as in the README:
+        # The recipe, as in docs/scale-out.md:
         df = spark.read.parquet(str(tmp_path / "log.parquet"))
         scorer = ArrowScorer(kdsl.engine.load(SAMPLES / "rules").ruleset)
         df.mapInArrow(scorer, scorer.spark_schema(df.schema)).write.parquet(str(tmp_path / "scored"))
