@@ -16,11 +16,25 @@ Then the coverage of tmm-sim dev's labels, and the issue's final number: weighte
 OSS) on tmm-sim dev of the CPU baseline adapter trained on train, alone and with the mined rules
 overriding it (and, with ``--scene-dev``, the scene rules overriding it on the dev scene rows that
 table holds). ``--no-ripper`` skips the peer (about 1.5 minutes), ``--no-model`` the F1.
+
+``--model-aware`` runs instead the issue's measurement of model-aware mining (``kdsl mine
+--predictions``): on JDDC dev.jsonl and test.jsonl with 10 and 30 training utterances per intent
+(the rest measured) and on tmm-sim intent rows (train → dev), the CPU baseline is trained on the
+training rows (text only) and its 5-fold out-of-fold predictions on them are made
+(``kdsl.mining.predictions.out_of_fold``); both are cached as Parquet under
+``bench/data/mining-cache`` (delete it to retrain). Then the weighted F1 on the measured rows of
+the baseline alone, with the precision-only rules (``MiningConfig()``, the miner without
+predictions) and with the model-aware rules (``MODEL_AWARE``, chosen by cross-validation on
+training rows, see docs/mining.md), the rules' precision and coverage, rows fixed and broken and
+mining time; RIPPER's precision/coverage on the same split with ``--ripper`` (slow).
+``--cv`` prints the cross-validation on the training rows that chose ``MODEL_AWARE`` (the
+measured rows are not read). ``--only NAME[,NAME]`` restricts to those data sets (e.g. ``jddc-dev-10``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import tempfile
@@ -34,9 +48,11 @@ import wittgenstein as lw
 from kdsl.engine import loads
 from kdsl.mining.miner import MiningConfig, mine
 from kdsl.mining.writer import render
+from kdsl.mining.crossval import CV_GRID, MODEL_AWARE, cross_validate, final_labels, rule_effects
 from kdsl.record import MODEL_LABEL, SCORES, TEXT_FIELDS
 
-DATA = Path(__file__).resolve().parents[1] / "../shared/data"
+# The shared data folder beside the checkout; KDSL_BENCH_DATA overrides it (a git worktree).
+DATA = Path(os.environ.get("KDSL_BENCH_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
 RIPPER_TOP = 150  # n-grams per label, by support among that label's training rows
 
 
@@ -209,6 +225,126 @@ def jddc(per_label: int = 10, seed: int = 0) -> dict:
     rng = random.Random(seed)
     train_ids = {r["id"] for label in sorted(by_label) for r in rng.sample(by_label[label], per_label)}
     return evaluate([r for r in rows if r["id"] not in train_ids], [r for r in rows if r["id"] in train_ids], ("user",))
+
+
+CACHE = Path(__file__).resolve().parent / "data" / "mining-cache"
+
+
+def jddc_split(split: str, per_label: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(training rows, measured rows): ``per_label`` utterances per intent of jddc/SPLIT.jsonl
+    drawn with ``seed``, and the rest."""
+    rows = [json.loads(line) for line in (DATA / "jddc" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [{"id": r["id"], "task": "intent", "user": r["text"], "label": r["label"]} for r in rows]
+    by_label = defaultdict(list)
+    for r in rows:
+        by_label[r["label"]].append(r)
+    rng = random.Random(seed)
+    train_ids = {r["id"] for label in sorted(by_label) for r in rng.sample(by_label[label], per_label)}
+    return [r for r in rows if r["id"] in train_ids], [r for r in rows if r["id"] not in train_ids]
+
+
+def tmm_intent_split() -> tuple[list[dict], list[dict]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = _tmm_tables(tmp)
+    columns = ("id", "task", "user", "agent", "label")
+    return tuple([{c: r.get(c) for c in columns} for r in tables[s].to_pylist() if r["task"] == "intent"]
+                 for s in ("train", "dev"))
+
+
+def with_baseline(name: str, train: list[dict], measured: list[dict]) -> tuple[list[dict], list[dict], float]:
+    """The rows with the CPU baseline's predictions: out-of-fold (5 folds) on ``train``, from the
+    model trained on all of ``train`` on ``measured``; cached under ``CACHE``. Also the seconds
+    the baseline took (0 when cached)."""
+    import pyarrow.parquet as pq
+
+    from kdsl.adapters import adapter_class
+    from kdsl.record import record_table
+    from kdsl.mining.predictions import join_predictions, out_of_fold, predictions_by_id
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    oof_path, measured_path = CACHE / f"{name}.oof.parquet", CACHE / f"{name}.measured.parquet"
+    started = time.perf_counter()
+    if not (oof_path.exists() and measured_path.exists()):
+        table = record_table(train)
+        pq.write_table(out_of_fold(table, "baseline", folds=5, fold_seed=0, seed=0), oof_path)
+        model = adapter_class("baseline").train(table, seed=0)
+        predicted = model.predict(record_table(measured)).select(["id", "model_label", "model_score"])
+        pq.write_table(predicted, measured_path)
+    seconds = time.perf_counter() - started
+    return (join_predictions(train, predictions_by_id(pq.read_table(oof_path), str(oof_path))),
+            join_predictions(measured, predictions_by_id(pq.read_table(measured_path), str(measured_path))), seconds)
+
+
+def _strip(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("model_label", "model_score")} for r in rows]
+
+
+def effect(result, rows: list[dict], seconds: float) -> dict:
+    """Weighted F1 of the baseline and of the baseline + ``result``'s rules on ``rows``, and what
+    the rules did there."""
+    from kdsl.metrics import weighted_f1
+
+    gold = [r["label"] for r in rows]
+    model = [r["model_label"] for r in rows]
+    final = final_labels("intent", result.labels, result.rules, rows)
+    effects = rule_effects("intent", result.labels, result.rules, rows).values()
+    decided, right = sum(e.decided for e in effects), sum(e.right for e in effects)
+    base, ruled = weighted_f1(gold, model), weighted_f1(gold, final)
+    return {"baseline": base, "final": ruled, "gain": 100 * (ruled - base), "rules": len(result.rules),
+            "precision": right / decided if decided else None, "coverage": decided / len(rows),
+            "fixed": sum(e.fixed for e in effects), "broken": sum(e.broken for e in effects), "mining_s": seconds}
+
+
+MODEL_AWARE_RUNS = {"jddc-dev-10": lambda: jddc_split("dev", 10), "jddc-dev-30": lambda: jddc_split("dev", 30),
+                    "jddc-test-10": lambda: jddc_split("test", 10), "jddc-test-30": lambda: jddc_split("test", 30),
+                    "tmm-sim-intent": tmm_intent_split}
+
+
+def model_aware_runs() -> None:
+    only = _option("--only")
+    print(f"model-aware settings (chosen by CV on training rows, docs/mining.md): {_changed(MODEL_AWARE)}")
+    print(f"{'data (train -> measured)':34} {'miner':12} {'F1 base':>7} {'F1 +rules':>9} {'gain pts':>8} "
+          f"{'rules':>5} {'precision':>9} {'coverage':>8} {'fixed':>5} {'broken':>6} {'mining_s':>8}")
+    for name, split in MODEL_AWARE_RUNS.items():
+        if only and name not in only.split(","):
+            continue
+        train, measured = split()
+        train, measured, baseline_s = with_baseline(name, train, measured)
+        label = f"{name} ({len(train)} -> {len(measured)})"
+        if "--cv" in sys.argv:
+            for setting, config, aware in CV_GRID:
+                started = time.perf_counter()
+                score = cross_validate(train, "intent", config, folds=4, model_aware=aware)
+                precision = "-" if score.precision is None else f"{score.precision:.3f}"
+                print(f"CV on train of {name:16} {setting:44} gain {score.gain:+.2f} pts  coverage "
+                      f"{score.coverage:.3f}  precision {precision}  rules {score.rules:.1f}  "
+                      f"({time.perf_counter() - started:.0f} s)", flush=True)
+            continue
+        runs = [("precision", lambda: mine(_strip(train), "intent", MiningConfig())),
+                ("model-aware", lambda: mine(train, "intent", MODEL_AWARE))]
+        for miner, run in runs:
+            started = time.perf_counter()
+            result = run()
+            m = effect(result, measured, time.perf_counter() - started)
+            precision = "-" if m["precision"] is None else f"{m['precision']:.3f}"
+            print(f"{label:34} {miner:12} {m['baseline']:7.4f} {m['final']:9.4f} {m['gain']:+8.2f} {m['rules']:5} "
+                  f"{precision:>9} {m['coverage']:8.3f} {m['fixed']:5} {m['broken']:6} {m['mining_s']:8.1f}", flush=True)
+        if "--ripper" in sys.argv and (not _option("--ripper-on") or name in _option("--ripper-on").split(",")):
+            r = ripper(measured, train, ("user",) if name.startswith("jddc") else ("user", "agent"))
+            print(f"{label:34} {'RIPPER':12} {'':7} {'':9} {'':8} {r['rules']:5} {r['precision']!s:>9} "
+                  f"{r['coverage']:8.3f} {'':5} {'':6} {r['mining_s']:8.1f}", flush=True)
+
+
+def _changed(config: MiningConfig) -> str:
+    """The fields of ``config`` that differ from the defaults."""
+    default = MiningConfig()
+    return ", ".join(f"{k}={getattr(config, k)}" for k in config.__dataclass_fields__
+                     if getattr(config, k) != getattr(default, k)) or "defaults"
+
+
+if __name__ == "__main__" and "--model-aware" in sys.argv:
+    model_aware_runs()
+    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -120,14 +120,16 @@ def selection_table(selection: dict) -> list[str]:
     """Which tasks' rules the scoring used, and the cross-validation on train that chose them."""
     if not selection["folds"]:
         return [f"Every mined task's rules are used ([mining] select_folds = 0): {', '.join(selection['kept'])}."]
-    lines = [f"{selection['folds']}-fold cross-validation on the training rows (rules mined and the baseline "
-             "trained on the other folds): a task's rules are used when overriding the model with them does "
-             "not lower the task's F1 on the held-out folds, on average.", "",
-             "| rules of | score | model, per fold | with the rules | mean gain | used |", "|---|---|---|---|---:|---|"]
+    lines = [f"{selection['folds']}-fold cross-validation on the training rows (the baseline trained on the "
+             "other folds predicts each held-out fold): each mined rule is kept when it fixes more held-out "
+             "rows than it breaks, summed over the folds; a task's rules are used when one is kept.", "",
+             "| rules of | score | model, per fold | with the kept rules | mean gain | rules kept | used |",
+             "|---|---|---|---|---:|---:|---|"]
     for task, cell in selection["tasks"].items():
         per_fold = " / ".join(_number(v) for v in cell["model"])
         ruled = " / ".join(_number(v) for v in cell["rules"])
-        lines.append(f"| {task} | {cell['score']} | {per_fold} | {ruled} | {cell['gain']:+.4f} | "
+        kept = f"{len(cell.get('kept_rules', []))} of {len(cell.get('rule_net', {}))}"
+        lines.append(f"| {task} | {cell['score']} | {per_fold} | {ruled} | {cell['gain']:+.4f} | {kept} | "
                      f"{'yes' if cell['kept'] else 'no'} |")
     return lines
 

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import kdsl.engine
 from kdsl.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "kdsl" / "samples"
@@ -85,7 +86,14 @@ def test_rule_sets_are_chosen_by_cross_validation_on_train(finished):
     assert selection["folds"] == 3 and set(selection["tasks"]) == {"intent"}
     cell = selection["tasks"]["intent"]
     assert len(cell["model"]) == len(cell["rules"]) == 3
-    assert cell["kept"] == (cell["gain"] >= 0) and selection["kept"] == (["intent"] if cell["kept"] else [])
+    # Per rule: kept when it fixes more held-out rows than it breaks, summed over the folds.
+    assert set(cell["rule_net"]) == {r.name for r in kdsl.engine.load(out / "rules" / "intent.kdsl").rules}
+    assert cell["kept_rules"] == sorted(name for name, net in cell["rule_net"].items() if net > 0)
+    oof = pq.read_table(out / "train.oof.parquet")  # every training row, each predicted by one fold
+    assert sorted(set(oof.column("fold").to_pylist())) == [0, 1, 2]
+    selected = kdsl.engine.load(out / "rules-selected" / "intent.kdsl")
+    assert sorted(r.name for r in selected.rules) == cell["kept_rules"]
+    assert cell["kept"] == bool(cell["kept_rules"]) and selection["kept"] == (["intent"] if cell["kept"] else [])
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## Rule sets used" in report and f"| intent | DIS |" in report
     scored = pq.read_table(out / "dev.scored-flip.parquet")
@@ -108,7 +116,7 @@ def test_a_rerun_skips_every_step(finished):
             "evaluate", "report"} <= set(steps)
     result = _run(config)
     assert result.exit_code == 0, result.output
-    assert "12 skipped" in result.output and "0 step(s) ran" in result.output
+    assert "13 skipped" in result.output and "0 step(s) ran" in result.output  # predict-train-oof is one
     assert "running" not in result.output
 
 
@@ -133,6 +141,8 @@ def test_a_changed_mining_section_reruns_only_what_depends_on_it(tmp_path):
     (lambda t: t.replace('adapter = "baseline"', 'adapter = "bert"'), "[model] adapter must be one of"),
     (lambda t: t.replace("seeds = [0, 1]", 'seeds = ["a"]'), "[seesaw] seeds must be an array of integers"),
     (lambda t: t.replace("min_reward", "select_folds = 1\nmin_reward"), "select_folds must be 0"),
+    (lambda t: t.replace("min_reward", "select_folds = 0\nmodel_aware = true\nmin_reward"),
+     "model_aware mines against out-of-fold predictions"),
     (lambda t: t.replace("[ocr]", "[oops]\n[ocr]"), "unknown key(s) oops"),
     (lambda t: t.replace('"train.parquet"', '"missing.parquet"'), "no such file"),
     (lambda t: t.replace('train_table = "train.parquet"\n', ""), "exactly one of 'train'"),

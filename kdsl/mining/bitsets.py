@@ -24,19 +24,35 @@ from kdsl.record import TEXT_FIELDS
 
 
 def predicate_bits(predicates: list[ast.Condition], rows: list[dict], task: str) -> list[int]:
-    """One bitset per predicate over ``rows`` (dicts with text fields; all taken to be of
-    ``task``). Predicates may repeat; each is evaluated once."""
+    """One bitset per predicate over ``rows`` (dicts with text fields, and ``model_label`` /
+    ``model_score`` when guards read them; all taken to be of ``task``). Predicates may repeat;
+    each is evaluated once."""
     distinct = list(dict.fromkeys(predicates))
     if not distinct:
         return []
-    rules = tuple(ast.Rule(f"p{i}", task, "_", predicate) for i, predicate in enumerate(distinct))
+    rules = tuple(ast.Rule(f"p{i}", task, "_", _inline(predicate)) for i, predicate in enumerate(distinct))
     engine = Engine(check([ast.Program("<mining>", "", rules)]))
-    table = pa.table({"task": pa.array([task] * len(rows), pa.string()),
-                      **{f: pa.array([r.get(f) for r in rows], pa.string()) for f in TEXT_FIELDS}})
+    columns = {"task": pa.array([task] * len(rows), pa.string()),
+               **{f: pa.array([r.get(f) for r in rows], pa.string()) for f in TEXT_FIELDS}}
+    # The model's prediction, for guards (model.score < 0.7, model.label in (...)).
+    if any("model_label" in r for r in rows):
+        columns["model_label"] = pa.array([r.get("model_label") for r in rows], pa.string())
+        columns["model_score"] = pa.array([r.get("model_score") for r in rows], pa.float64())
+    table = pa.table(columns)
     fired = engine.matches(table)
     rank = {rule.name: k for k, rule in enumerate(engine.plan.rules)}
     bits = {predicate: to_bits(fired[:, rank[f"p{i}"]]) for i, predicate in enumerate(distinct)}
     return [bits[p] for p in predicates]
+
+
+def _inline(predicate: ast.Condition) -> ast.Condition:
+    """A named literal set (``user has 问价``, from a lexicon) with its literals in place: the
+    program compiled here declares no ``let``."""
+    if isinstance(predicate, ast.Has) and predicate.ref is not None:
+        return ast.Has(predicate.field, predicate.mode, predicate.literals)
+    if isinstance(predicate, ast.Not):
+        return ast.Not(_inline(predicate.operand))
+    return predicate
 
 
 def to_bits(mask: np.ndarray) -> int:

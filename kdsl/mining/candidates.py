@@ -65,6 +65,7 @@ class Candidate:
     support: int
     precision: float
     score: float
+    source: str = "ngram"  # ngram | word | thesaurus | lexicon | llm | guard (kdsl mine reports per source)
 
     @property
     def text(self) -> str:
@@ -170,7 +171,8 @@ def propose(rows: list[dict], top_k: int = 40, min_support: int = 2, confusable:
             if support >= min(min_support, label_rows[label]):
                 total = anywhere[gram]
                 scored.append(Candidate(label, _has(field, gram), support, support / total,
-                                        wilson_lower_bound(support, total)))
+                                        wilson_lower_bound(support, total),
+                                        "word" if len(gram) > max(NGRAM_SIZES) else "ngram"))
         distinct, seen = [], set()
         for candidate in sorted(scored, key=_rank):
             has = candidate.predicate
@@ -224,7 +226,7 @@ def _negations(label, typical: list[Candidate], own: Counter, own_rows: int, lim
         negation = ast.Not(has)
         if inside * 10 <= own_rows and negation not in seen:
             kept = 1 - inside / own_rows
-            found.append(Candidate(label, negation, candidate.support, kept, candidate.score * kept))
+            found.append(Candidate(label, negation, candidate.support, kept, candidate.score * kept, candidate.source))
     return found
 
 

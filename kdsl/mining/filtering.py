@@ -19,7 +19,7 @@ survivors priorities by reward, so that where rules of two labels both match, th
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from kdsl.dsl import ast
 from kdsl.mining.mined import MinedRule
@@ -38,8 +38,52 @@ def filter_rules(rules: list[MinedRule], *, min_reward: float, positives: dict[s
     return rank(survivors)
 
 
+@dataclass(frozen=True)
+class ModelAwareFilter:
+    """What ``filter_model_aware`` kept, and the precise rules it dropped because they only
+    agree with the model (``redundant``: they change no training row's prediction) or do more
+    harm than good (``harmful``: expected net rows fixed ≤ 0)."""
+
+    kept: list[MinedRule]
+    redundant: list[MinedRule]
+    harmful: list[MinedRule]
+
+
+def filter_model_aware(rules: list[MinedRule], *, min_precision: float, min_net: float,
+                       covered: dict[str, int], held_out_positives: dict[str, int],
+                       held_out_effect, tolerance: float = 0.1, max_rules: int = 8) -> ModelAwareFilter:
+    """The filters for rules scored by their effect on the model's predictions
+    (``scoring.ModelAwareObjective``): rules with a text predicate whose precision estimate
+    (``confidence``) reaches ``min_precision`` are screened; of those, the ones that change no
+    prediction are redundant, the ones with net ≤ 0 harmful; the rest must reach ``min_net``, not
+    be subsumed, not err on the held-out rows beyond ``tolerance`` nor break more held-out rows
+    than they fix (``held_out_effect(rule)`` → (fixed, broken)), and each must match examples of
+    ``covered`` (per label, its examples) the rules before it did not."""
+    screened = drop_subsumed([r for r in rules if r.confidence >= min_precision and has_positive(r)])
+    redundant = [r for r in screened if not r.fixed and not r.broken and r.net is not None and r.net <= 0]
+    harmful = [r for r in screened if r not in redundant and (r.net or 0.0) <= 0]
+    survivors = [r for r in screened if (r.net or 0.0) >= min_net and (r.net or 0.0) > 0]
+    survivors = drop_erring(survivors, held_out_positives, tolerance)
+    survivors = [r for r in survivors if _helps(held_out_effect(r))]
+    survivors = keep_covering(survivors, covered, max_rules)
+    return ModelAwareFilter(rank(survivors, by_confidence=True), redundant, harmful)
+
+
+def _helps(effect: tuple[int, int]) -> bool:
+    fixed, broken = effect
+    return broken <= fixed
+
+
 def has_positive(rule: MinedRule) -> bool:
-    return any(not isinstance(p, ast.Not) for p in rule.predicates)
+    """Whether the rule tests some text positively: a rule of `not` forms and model guards alone
+    would match every row lacking a few words."""
+    return any(not isinstance(p, ast.Not) and not is_guard(p) for p in rule.predicates)
+
+
+def is_guard(predicate: ast.Condition) -> bool:
+    """A predicate on the model's prediction (``model.score < 0.7``, ``model.label in (...)``)."""
+    fields = [predicate.field] if hasattr(predicate, "field") else []
+    return any(f.name.startswith("model.") for f in fields)
 
 
 def drop_subsumed(rules: list[MinedRule]) -> list[MinedRule]:
@@ -83,9 +127,11 @@ def keep_covering(rules: list[MinedRule], positives: dict[str, int], max_rules: 
     return survivors
 
 
-def rank(rules: list[MinedRule]) -> list[MinedRule]:
-    """Best first, each with priority = its reward in hundredths."""
-    return [replace(r, priority=round(r.reward * 100)) for r in sorted(rules, key=_best_first)]
+def rank(rules: list[MinedRule], by_confidence: bool = False) -> list[MinedRule]:
+    """Best first, each with priority = its reward in hundredths (``by_confidence``: its precision
+    estimate, when the reward is an effect on the model rather than a precision)."""
+    return [replace(r, priority=round((r.confidence if by_confidence else r.reward) * 100))
+            for r in sorted(rules, key=_best_first)]
 
 
 def _best_first(rule: MinedRule):

@@ -55,6 +55,7 @@ class LlmCandidate(Candidate):
     """A ``Candidate`` proposed by the model, with its self-assessed ``confidence`` (0 to 1,
     ``None`` when it stated none)."""
 
+    source: str = "llm"
     confidence: float | None = None
 
 
@@ -89,7 +90,7 @@ def parse_proposals(text: str, label: str, task: str = "intent") -> list[tuple[L
         confidence = _CONFIDENCE.search(line)
         value = float(confidence.group(1)) if confidence else None
         found.append((LlmCandidate(label, condition, 0, 0.0, 0.0,
-                                   value if value is None or value <= 1 else None), line))
+                                   confidence=value if value is None or value <= 1 else None), line))
     return found
 
 

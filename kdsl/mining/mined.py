@@ -15,7 +15,8 @@ class MinedRule:
     ``support`` counts the training rows of the label it matches; ``precision``, ``confidence``
     and ``reward`` are measured on the validation examples (``kdsl.mining.mcts``); ``bits`` and
     ``held_out_bits`` are the validation examples and held-out rows it matches; ``example`` is a
-    training row of the label it matches; ``priority`` is set by ``filtering.rank``.
+    training row of the label it matches; ``priority`` is set by ``filtering.rank``. The first
+    predicate may be a literal set (``user has any(...)``), grown by the search's ``or`` action.
     """
 
     label: str
@@ -28,6 +29,11 @@ class MinedRule:
     held_out_bits: int = field(repr=False)
     example: dict = field(repr=False, default_factory=dict)
     priority: int = 0
+    # With the model's predictions (model-aware mining): training rows fixed and broken, the
+    # shrunk expected net rows fixed (kdsl.mining.confidence.ModelAwareObjective), None otherwise.
+    net: float | None = None
+    fixed: float | None = None
+    broken: float | None = None
 
     @property
     def condition(self) -> ast.Condition:

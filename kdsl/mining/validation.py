@@ -25,7 +25,10 @@ from kdsl.data.augment import rephrase
 
 def split_held_out(rows: list[dict], seed, share: float = 0.2) -> tuple[list[dict], list[dict]]:
     """(rows to mine, held-out rows): ``share`` of each label's rows held out, chosen by ``seed``;
-    a label with fewer than three rows keeps them all for mining. Row order is kept."""
+    a label with fewer than three rows keeps them all for mining, and ``share`` 0 holds out
+    nothing. Row order is kept."""
+    if share <= 0:
+        return list(rows), []
     by_label = defaultdict(list)
     for index, row in enumerate(rows):
         by_label[row["label"]].append(index)

@@ -18,6 +18,9 @@ files plus its config section, stored per step in ``OUTPUT/.steps.json``, and it
     seed = 0
     max_predicates = 5
     min_reward = 0.8
+    select_folds = 3              # k-fold baseline predictions on train (train.oof.parquet): mined
+                                  # rules with net rows fixed > 0 on them are kept; 0 keeps all
+    model_aware = false           # mine against those out-of-fold predictions
     [model]
     adapter = "baseline"          # or "qwen2vl" with base = "path/to/Qwen2-VL-7B-Instruct" (its model option)
     epochs = 25

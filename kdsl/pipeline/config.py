@@ -17,7 +17,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "ocr": {"enabled": ((bool,), False)},
     "mining": {"tasks": ((list,), ["intent"]), "proposer": ((str,), "ngram"), "llm_model": ((str,), None),
                "seed": ((int,), 0), "max_predicates": ((int,), 5), "min_reward": ((int, float), 0.8),
-               "select_folds": ((int,), 3)},
+               "select_folds": ((int,), 3), "model_aware": ((bool,), False)},
     "model": {"adapter": ((str,), "baseline"), "epochs": ((int,), 25), "seed": ((int,), 0),
               "options": ((dict,), {})},  # + the adapters' own keys (Option.config_key), see _schema
     "seesaw": {"seeds": ((list,), [0, 1, 2]), "epochs": ((int,), None)},
@@ -115,6 +115,8 @@ def _check_values(config: dict, path: Path) -> None:
         fail("[mining] min_reward must be between 0 and 1")
     if mining["select_folds"] != 0 and mining["select_folds"] < 2:
         fail("[mining] select_folds must be 0 (keep every task's rules) or at least 2")
+    if mining["model_aware"] and mining["select_folds"] == 0:
+        fail("[mining] model_aware mines against out-of-fold predictions: select_folds must be at least 2")
     from kdsl.adapters import adapter_classes
 
     learning = [cls for cls in adapter_classes() if cls.learns]  # a precomputed model has nothing to train

@@ -84,15 +84,26 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
         tables = ocr_tables
 
     mining = config["mining"]
+    # The baseline's k-fold predictions on train: model-aware mining aims at their errors, and
+    # select-rules keeps the mined rules that fix more of them than they break.
+    oof = output / "train.oof.parquet" if mining["select_folds"] else None
+    if oof is not None:
+        oof_settings = {"folds": mining["select_folds"], "epochs": config["seesaw"]["epochs"], "images": images,
+                        "seed": mining["seed"]}
+        runner.step("predict-train-oof", [tables["train"]], oof_settings, [oof],
+                    lambda: steps.out_of_fold(tables["train"], oof, oof_settings))
+    mine_oof = oof if mining["model_aware"] else None
     rules = [output / "rules" / f"{task}.kdsl" for task in mining["tasks"]]
     for task, path in zip(mining["tasks"], rules):
-        runner.step(f"mine-{task}", [tables["train"]], mining, [path],
-                    lambda t=task, p=path: steps.mine(tables["train"], p, t, mining, log))
+        runner.step(f"mine-{task}", [tables["train"], *([mine_oof] if mine_oof else [])], mining, [path],
+                    lambda t=task, p=path: steps.mine(tables["train"], p, t, mining, log, mine_oof))
 
     selection = output / "selection.json"
-    select_settings = {**mining, "epochs": config["seesaw"]["epochs"], "images": images}
-    runner.step("select-rules", [tables["train"]], select_settings, [selection],
-                lambda: steps.select_rules(tables["train"], selection, select_settings, log))
+    # The kept rules, in their own folder: `kdsl check rules/` must not see every rule twice.
+    selected = [output / "rules-selected" / path.name for path in rules]
+    runner.step("select-rules", [tables["train"], *([oof] if oof else []), *rules],
+                {"tasks": mining["tasks"], "select_folds": mining["select_folds"]}, [selection, *selected],
+                lambda: steps.select_rules(tables["train"], oof, rules, selected, selection, mining["tasks"], log))
 
     models = {v: output / f"model-{v}" for v in VARIANTS}
     predicted = {v: output / f"dev.pred-{v}.parquet" for v in VARIANTS}
@@ -103,8 +114,8 @@ def run(config: dict, log: Callable[[str], None] = lambda line: None) -> dict[st
                     lambda v=variant, s=settings: steps.train(tables["train"], models[v], s, log))
         runner.step(f"predict-{variant}", [tables["dev"], models[variant]], {"images": images},
                     [predicted[variant]], lambda v=variant: steps.predict(tables["dev"], models[v], predicted[v], images))
-        runner.step(f"score-{variant}", [predicted[variant], selection, *rules], {}, [scored[variant]],
-                    lambda v=variant: steps.score(predicted[v], steps.kept_rules(selection, rules), scored[v]))
+        runner.step(f"score-{variant}", [predicted[variant], selection, *selected], {}, [scored[variant]],
+                    lambda v=variant: steps.score(predicted[v], steps.kept_rules(selection, selected), scored[v]))
 
     evaluation = output / "evaluation.json"
     # The rule files are inputs of evaluate and report too: after a hand edit of a rule the

@@ -53,13 +53,31 @@ def ocr(tables: dict[str, Path], ocr_tables: dict[str, Path], images: str, log: 
         write_table_atomically(ocr_data.with_ocr(table, texts).select(schema.names), ocr_tables[split])
 
 
-def mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str], None]) -> None:
+def out_of_fold(train: Path, target: Path, settings: dict) -> None:
+    """The baseline's out-of-fold predictions on the training rows (``kdsl.mining.predictions``,
+    with flips as the configured model trains); the baseline stands in for whatever model is
+    configured."""
+    from kdsl.mining.predictions import out_of_fold as predict_out_of_fold
+
+    options = {"epochs": settings["epochs"]} if settings["epochs"] else {}
+    write_table_atomically(predict_out_of_fold(read_parquet(train), "baseline", folds=settings["folds"],
+                                               fold_seed=settings["seed"], images=settings["images"],
+                                               seed=settings["seed"], flip=True, **options), target)
+
+
+def mine(train: Path, rules: Path, task: str, mining: dict, log: Callable[[str], None], oof: Path | None = None) -> None:
+    """Mine ``task``'s rules from ``train`` into ``rules``; with ``oof`` (out-of-fold predictions
+    on train), model-aware mining."""
+    from kdsl.mining.predictions import join_predictions, read_predictions
+
     table = read_parquet(train)
     rows = labelled_rows(table, task)
     if not rows:
         raise PipelineError(f"{train}: no labelled rows of task {task!r} to mine")
     if not any(r.get(f) for r in rows for f in TEXT_FIELDS):
         log(f"mine-{task}: the {task} rows carry no text (scene rows need [ocr] enabled); no rules")
+    if oof is not None:
+        rows = join_predictions(rows, read_predictions(oof), str(oof))
     source, count = _mined_source(rows, task, mining)
     rules.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(rules, source)
@@ -77,48 +95,78 @@ def _mined_source(rows: list[dict], task: str, mining: dict) -> tuple[str, int]:
     return render(task, result.labels, result.rules), len(result.rules)
 
 
-def select_rules(train: Path, target: Path, settings: dict, log: Callable[[str], None]) -> None:
-    """Which tasks' rules to use: k-fold cross-validation on the training rows only. Per fold,
-    rules are mined and the baseline (with flips) trained on the other folds; a task's rules are
-    kept when, on average over the folds, overriding the model with them does not lower the
-    task's F1 on the held-out fold. The baseline stands in for whatever model is configured."""
+def select_rules(train: Path, oof: Path | None, rules: list[Path], selected: list[Path], target: Path,
+                 tasks: list[str], log: Callable[[str], None]) -> None:
+    """Which mined rules to use, by cross-validation on the training rows only: the baseline's
+    out-of-fold predictions on train (``oof``, step predict-train-oof) stand in for the model on
+    new rows; every mined rule's net effect on them (rows it fixes minus rows it breaks when
+    overriding the model) is counted, and a mined rule is kept when it is positive. Rules a
+    person wrote (no ``meta { source: "mined" }``) are always kept. The kept rules of each task are
+    written to ``selected`` (``rules-selected/TASK.kdsl``); a task is used when it keeps a rule.
+    The mined rules have seen every training row, so their effect is measured on rows they have
+    seen, but against a model that has not. Without ``oof`` (select_folds = 0) every rule is kept."""
     import kdsl.engine
-    from kdsl.adapters.baseline import BaselineAdapter
     from kdsl.evaluation import evaluate
+    import pyarrow as pa
 
-    tasks, folds = settings["tasks"], settings["select_folds"]
-    if folds == 0:
+    from kdsl.mining.predictions import FOLD, join_predictions, read_predictions
+    from kdsl.mining.writer import keep_rules
+
+    sources = {task: path.read_text(encoding="utf-8") for task, path in zip(tasks, rules)}
+    selected[0].parent.mkdir(parents=True, exist_ok=True)
+    if oof is None:
+        for task, path in zip(tasks, selected):
+            write_text_atomically(path, sources[task])
         write_text_atomically(target, json.dumps({"folds": 0, "kept": tasks, "tasks": {}}, indent=2) + "\n")
         return
     table = read_parquet(train)
-    runs: dict[str, dict[str, list]] = {t: {"model": [], "rules": []} for t in tasks}
-    for fold in range(folds):
-        log(f"select-rules: fold {fold + 1}/{folds}")
-        fit = table.take([i for i in range(table.num_rows) if i % folds != fold])
-        held = table.take([i for i in range(table.num_rows) if i % folds == fold])
-        model = BaselineAdapter.train(fit, images=settings["images"], epochs=settings["epochs"],
-                                      seed=settings["seed"], flip=True)
-        predicted = model.predict(held, images=settings["images"])
-        for task in tasks:
-            source, _ = _mined_source(labelled_rows(fit, task), task, settings)
-            scores = evaluate(kdsl.engine.loads(source, f"<fold {fold + 1} {task} rules>").score(predicted))["scores"]
-            runs[task]["model"].append(scores["model"][SCORE_OF_TASK[task]])
-            # No rule mined: the engine writes no output and the model's answer stands.
-            runs[task]["rules"].append(scores.get("final", scores["model"])[SCORE_OF_TASK[task]])
-    summary = {"folds": folds, "tasks": {}, "kept": []}
-    for task in tasks:
-        pairs = [(m, r) for m, r in zip(runs[task]["model"], runs[task]["rules"]) if m is not None and r is not None]
+    table = table.select([f.name for f in table.schema if not pa.types.is_list(f.type)])  # rules read no list
+    rows = [r for r in table.to_pylist() if r.get("label") is not None]
+    folds_of = dict(zip(*(read_parquet(oof).column(c).to_pylist() for c in ("id", FOLD))))
+    predicted = pa.Table.from_pylist(join_predictions(rows, read_predictions(oof), str(oof)))
+    folds = sorted(set(folds_of.values()))
+    summary = {"folds": len(folds), "tasks": {}, "kept": []}
+    for task, path in zip(tasks, selected):
+        engine = kdsl.engine.loads(sources[task], f"<{task} rules>")
+        net = {r.name: 0 for r in engine.rules if dict(r.meta).get("source") == "mined"}
+        for name, change in _rule_changes(engine.score(predicted), task).items():
+            if name in net:
+                net[name] += change
+        kept = sorted(r.name for r in engine.rules if net.get(r.name, 1) > 0)
+        source = keep_rules(sources[task], kept)
+        write_text_atomically(path, source)
+        final = kdsl.engine.loads(source, f"<{task} selected rules>").score(predicted)
+        model_scores, rule_scores = [], []
+        for fold in folds:
+            held = final.filter(pa.array([folds_of[i] == fold for i in final.column("id").to_pylist()]))
+            scores = evaluate(held)["scores"]
+            model_scores.append(scores["model"][SCORE_OF_TASK[task]])
+            # No rule kept: the engine writes no output and the model's answer stands.
+            rule_scores.append(scores.get("final", scores["model"])[SCORE_OF_TASK[task]])
+        pairs = [(m, r) for m, r in zip(model_scores, rule_scores) if m is not None and r is not None]
         gain = sum(r - m for m, r in pairs) / len(pairs) if pairs else 0.0
-        kept = gain >= 0
-        summary["tasks"][task] = {**runs[task], "score": SCORE_OF_TASK[task], "gain": gain, "kept": kept}
+        summary["tasks"][task] = {"model": model_scores, "rules": rule_scores, "score": SCORE_OF_TASK[task],
+                                  "gain": gain, "kept": bool(kept), "rule_net": net, "kept_rules": kept}
         if kept:
             summary["kept"].append(task)
-        log(f"select-rules: {task} rules {'kept' if kept else 'left out'} "
-            f"({SCORE_OF_TASK[task]} {gain:+.4f} on held-out folds)")
-    write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
+        log(f"select-rules: {task}: {len(kept)} of {len(engine.rules)} rules kept "
+            f"(net rows fixed > 0 on out-of-fold predictions; {SCORE_OF_TASK[task]} {gain:+.4f} with them)")
+    write_text_atomically(target, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
+def _rule_changes(scored, task: str) -> dict[str, int]:
+    """Per rule that decided a row of ``task``: rows it fixed minus rows it broke."""
+    changes: dict[str, int] = {}
+    columns = [scored.column(c).to_pylist() for c in ("task", "label", "model_label", task, f"{task}_rule")]
+    for row_task, gold, model, final, rule in zip(*columns):
+        if rule is None or row_task != task or gold is None:
+            continue
+        changes[rule] = changes.get(rule, 0) + (final == gold) - (model == gold)
+    return changes
 
 
 def kept_rules(selection: Path, rules: list[Path]) -> list[Path]:
+    """The rule files (``rules-selected/TASK.kdsl``) of the tasks ``selection`` keeps."""
     kept = set(json.loads(selection.read_text(encoding="utf-8"))["kept"])
     return [path for path in rules if path.stem in kept]
 

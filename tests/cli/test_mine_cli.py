@@ -118,6 +118,69 @@ def test_no_words_mines_from_every_ngram(tmp_path):
     assert '"买一"' not in rules["--words"] and 'intent = "发货"' in rules["--words"]
 
 
+def _model_aware_table():
+    """Rows where the model is right on 上市时间 and wrong on 发行 (see tests/mining/test_model_aware.py)."""
+    rows = [("上市", f"请问上市时间是{i}号吗", "上市", 0.9) for i in range(12)]
+    rows += [("上市", t, "价格", 0.4) for t in ("哪年发行", "发行日期呢", "几时发行", "发行了没", "啥时候发行")]
+    rows += [("价格", "发行价多少钱", "价格", 0.8)] + [("价格", f"多少钱一个{i}号", "价格", 0.9) for i in range(12)]
+    train = pa.table({"id": [str(k) for k in range(len(rows))], "task": ["intent"] * len(rows),
+                      "user": [r[1] for r in rows], "label": [r[0] for r in rows]})
+    oof = pa.table({"id": [str(k) for k in range(len(rows))], "model_label": [r[2] for r in rows],
+                    "model_score": pa.array([r[3] for r in rows], pa.float32())})
+    return train, oof
+
+
+def test_mine_with_predictions_reports_and_writes_rules_that_check_and_test(tmp_path):
+    train, oof = _model_aware_table()
+    pq.write_table(train, tmp_path / "train.parquet")
+    pq.write_table(oof, tmp_path / "oof.parquet")
+    out = tmp_path / "rules.kdsl"
+    result = _mine(tmp_path, tmp_path / "train.parquet", "-o", out, "--predictions", tmp_path / "oof.parquet",
+                   "--min-reward", 0.6, "--disjunctions", 2)
+    assert result.exit_code == 0, result.output
+    assert "candidates proposed: ngram" in result.output and "guard" in result.output
+    assert "dropped as redundant (only agree with the model)" in result.output
+    assert "net rows fixed" in result.output
+    text = out.read_text()
+    assert "发行" in text and "net_fixed" in text
+    for command in ("check", "test"):
+        checked = CliRunner().invoke(main, [command, str(out)])
+        assert checked.exit_code == 0, checked.output
+
+
+def test_thesaurus_and_lexicon_candidates_appear_in_the_output(tmp_path):
+    rows = [{"id": f"{label}{i}", "task": "intent", "user": text, "label": label}
+            for i in range(3) for label, text in (("上市", "什么时候上市"), ("上市", "上市了吗"),
+                                                   ("价格", "价格多少"), ("价格", "多少钱"))]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
+    lexicon = tmp_path / "lexicon.kdsl"
+    lexicon.write_text('kdsl 1\nlet 问价 = any("多少钱", "价格", "什么价")\n', encoding="utf-8")
+    out = tmp_path / "rules.kdsl"
+    result = _mine(tmp_path, tmp_path / "train.parquet", "-o", out, "--thesaurus", "--lexicon", lexicon,
+                   "--min-reward", 0.5)
+    assert result.exit_code == 0, result.output
+    line = next(l for l in result.output.splitlines() if l.startswith("candidates proposed"))
+    counts = dict(part.rsplit(" ", 1) for part in line.removeprefix("candidates proposed: ").split(", "))
+    assert int(counts["thesaurus"]) > 0 and int(counts["lexicon"]) > 0
+    text = out.read_text()
+    assert 'let 问价 = any("多少钱", "价格", "什么价")' in text and "user has 问价" in text
+    assert CliRunner().invoke(main, ["check", str(out)]).exit_code == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda oof: oof.slice(1), "no prediction for training row id '0'"),
+    (lambda oof: oof.drop(["model_score"]), "missing column(s) model_score"),
+])
+def test_bad_predictions_exit_2(tmp_path, change, message):
+    train, oof = _model_aware_table()
+    pq.write_table(train, tmp_path / "train.parquet")
+    pq.write_table(change(oof), tmp_path / "oof.parquet")
+    result = CliRunner().invoke(main, ["mine", str(tmp_path / "train.parquet"), "-o", str(tmp_path / "out.kdsl"),
+                                       "--predictions", str(tmp_path / "oof.parquet")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "out.kdsl").exists()
+
+
 def test_the_summary_lines_up_chinese_labels():
     from kdsl.cli.mine import summary_table
     from kdsl.mining.miner import LabelSummary, MiningResult
@@ -126,6 +189,8 @@ def test_the_summary_lines_up_chinese_labels():
     summary = [LabelSummary("漏水", 1, 12, 0.5, 3, 1.0), LabelSummary("排水方式", 12, 4, 1.0, 0, None),
                LabelSummary("ab", 3, 120, 0.25, 10, 0.9)]
     lines = summary_table(MiningResult("intent", ("ab", "排水方式", "漏水"), [], summary)).splitlines()
+    assert lines[0].startswith("candidates proposed: ngram 0") and lines[-1] == "rules kept 0"
+    lines = lines[1:-1]  # the table
     assert lines[0].startswith("label     rules") and set(lines[1]) == {"-", " "}
     assert len({width(line) for line in lines}) == 1  # every column ends at the same terminal cell
     assert lines[2].startswith("漏水" + " " * 10 + "1  ") and lines[3].startswith("排水方式" + " " * 5 + "12  ")

@@ -36,7 +36,7 @@ def test_rewards_equal_a_direct_computation_with_the_reference_interpreter():
     rows, predicates = _data()
     found = _search(rows, predicates, copies=2).run(seed=1)
     assert found
-    for indices, scored in found.items():
+    for (indices, _), scored in found.items():
         condition = ast.And(tuple(predicates[i] for i in indices))
         matched = [r for r in rows if reference.holds(condition, reference.Record(r))]
         tp = sum(r["label"] == "漏水" for r in matched)
@@ -47,6 +47,6 @@ def test_rewards_equal_a_direct_computation_with_the_reference_interpreter():
 
 def test_search_respects_max_predicates_and_min_support():
     rows, predicates = _data()
-    for indices, scored in _search(rows, predicates).run(seed=2).items():
+    for (indices, _), scored in _search(rows, predicates).run(seed=2).items():
         assert 1 <= len(indices) <= 3 and list(indices) == sorted(indices)
         assert scored.tp >= 2 or len(indices) == 1
