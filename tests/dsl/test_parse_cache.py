@@ -167,3 +167,16 @@ def test_a_read_only_cache_directory_only_costs_speed(rule_file, tmp_path):
         assert entries(rule_file) == []
     finally:
         directory.chmod(0o700)
+
+
+def test_a_fifo_or_an_oversized_file_in_place_of_an_entry_is_not_read(rule_file):
+    parse_file(rule_file)
+    [entry] = entries(rule_file)
+    entry.unlink()
+    os.mkfifo(entry)  # reading it would block forever
+    assert parse_file(rule_file).rules[0].name == "leak"
+    entry.unlink()
+    entry.write_bytes(b" " * (32 * len(RULES.encode()) + (1 << 20) + 1))
+    assert cache.read(entry, str(rule_file), RULES) is None
+    assert parse_file(rule_file).rules[0].name == "leak"
+    assert cache.read(entry, str(rule_file), RULES) is not None  # rebuilt
