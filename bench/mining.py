@@ -217,14 +217,8 @@ def tmm_sim() -> dict:
 
 
 def jddc(per_label: int = 10, seed: int = 0) -> dict:
-    rows = [json.loads(line) for line in (DATA / "jddc" / "dev.jsonl").read_text(encoding="utf-8").splitlines()]
-    rows = [{"id": r["id"], "task": "intent", "user": r["text"], "label": r["label"]} for r in rows]
-    by_label = defaultdict(list)
-    for r in rows:
-        by_label[r["label"]].append(r)
-    rng = random.Random(seed)
-    train_ids = {r["id"] for label in sorted(by_label) for r in rng.sample(by_label[label], per_label)}
-    return evaluate([r for r in rows if r["id"] not in train_ids], [r for r in rows if r["id"] in train_ids], ("user",))
+    train, measured = jddc_split("dev", per_label, seed)
+    return evaluate(measured, train, ("user",))
 
 
 CACHE = Path(__file__).resolve().parent / "data" / "mining-cache"
