@@ -67,8 +67,9 @@ PREDICTION_FIELDS = [
 PREDICTION_COLUMNS = [f.name for f in PREDICTION_FIELDS]
 
 #: The fields every rule file may use without declaring them: name as rules write it -> kind.
-#: ``text`` supports matching (has, matches, fuzzy, count, len, near); ``string`` and ``text``
-#: compare as strings.
+#: ``text`` and ``string`` both support matching (has, matches, fuzzy, count, len, near) and
+#: compare as strings — the kinds say what a column is for, not what it means
+#: (docs/language.md §6); ``number`` only compares.
 BUILTIN_FIELDS = {
     ID: "string", TASK: "string", "user": "text", "agent": "text", "ocr": "text",
     "turns": "number", "n_images": "number", LABEL: "string",
