@@ -7,10 +7,9 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from kdsl.cli import main
 from kdsl.engine.engine import Engine
+from cli_invoke import run
 
 RULES = '''kdsl 1
 labels intent = ["反馈密封性不好", "排水方式"]
@@ -25,11 +24,6 @@ rule drain: intent = "排水方式"
     when user has "排水"
     example { user: "怎么排水" }
 '''
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 @pytest.fixture

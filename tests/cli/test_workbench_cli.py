@@ -9,9 +9,8 @@ from importlib import resources
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
+from cli_invoke import run
 
-from kdsl.cli import main
 
 SAMPLE = resources.files("kdsl") / "samples"
 RULES = '''kdsl 1
@@ -21,11 +20,6 @@ rule leak_too: intent = "漏水" when user has any("漏", "渗") and not user ha
 rule drain: intent = "排水" when user has "排水"
 rule wet: intent = "排水" when user has "水" and not user has "漏水"
 '''
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 @pytest.fixture

@@ -8,18 +8,12 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
 import kdsl.engine
-from kdsl.cli import main
 from kdsl.errors import InputError
+from cli_invoke import run
 
 RULE = 'rule leak: intent = "漏水" when user has "漏水"\n'
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 def assert_clean_error(code, out, *needles):
