@@ -109,6 +109,11 @@ def _kind(data_type: pa.DataType) -> str:
     return str(data_type)
 
 
+# What record_problem checks a record's values against, worked out once: predict() calls it per record.
+_EXPECTED_KIND = {name: _kind(data_type) for name, data_type in EXPECTED.items()}
+_PYTHON_TYPE = {"string": str, "integer": int, "number": (int, float)}
+
+
 def _accepts(expected: pa.DataType, actual: pa.DataType) -> bool:
     """A null column fits any type, an integer one a number, a list of nulls any list."""
     want, have = _kind(expected), _kind(actual)
@@ -149,10 +154,9 @@ def record_problem(record) -> str | None:
     """
     if not isinstance(record, Mapping):
         return f"expected a dict of column -> value, not {type(record).__name__}"
-    python = {"string": str, "integer": int, "number": (int, float)}
     for name, value in record.items():
-        expected = EXPECTED.get(name)
-        wanted = python.get(_kind(expected)) if expected is not None else None
+        kind = _EXPECTED_KIND.get(name)
+        wanted = _PYTHON_TYPE.get(kind)
         if value is not None and wanted is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
-            return f"'{name}' is {type(value).__name__}; expected {_kind(expected)}"
+            return f"'{name}' is {type(value).__name__}; expected {kind}"
     return None
