@@ -87,12 +87,24 @@ def final_labels(task: str, labels, rules: list[MinedRule], rows: list[dict]) ->
 
 def rule_effects(task: str, labels, rules: list[MinedRule], rows: list[dict]) -> dict[str, RuleEffect]:
     """Per rule name (as the writer names them: ``LABEL_k``), its ``RuleEffect`` on ``rows``."""
+    decisions = _decisions(task, labels, rules, rows)
+    return effects(task, [task] * len(rows), [r["label"] for r in rows], [r.get(MODEL_LABEL) for r in rows],
+                   [label for label, _ in decisions], [rule for _, rule in decisions])
+
+
+def effects(task: str, row_tasks, gold, model, final, deciding) -> dict[str, RuleEffect]:
+    """Per deciding rule, its ``RuleEffect`` over the labelled rows of ``task``, from parallel
+    columns: each row's task, label, model label, final label and deciding rule (None: none).
+
+    >>> effects("intent", ["intent"] * 3, ["a", "a", "b"], ["b", "a", "b"], ["a", "a", "a"], ["r", "r", "r"])["r"].net
+    0
+    """
     counts: dict[str, list[int]] = {}
-    for row, (label, rule) in zip(rows, _decisions(task, labels, rules, rows)):
-        if rule is None:
+    for row_task, label, model_label, final_label, rule in zip(row_tasks, gold, model, final, deciding):
+        if rule is None or row_task != task or label is None:
             continue
         c = counts.setdefault(rule, [0, 0, 0, 0])
-        right, model_right = label == row["label"], row.get("model_label") == row["label"]
+        right, model_right = final_label == label, model_label == label
         c[0] += 1
         c[1] += right
         c[2] += right and not model_right

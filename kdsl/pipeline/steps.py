@@ -12,7 +12,7 @@ from kdsl.errors import context
 from kdsl.io import read_parquet, write_table_atomically, write_text_atomically
 from kdsl.mining.miner import labelled_rows
 from kdsl.pipeline.config import PipelineError
-from kdsl.record import SCORE_OF_TASK, TEXT_FIELDS
+from kdsl.record import LABEL, MODEL_LABEL, SCORE_OF_TASK, TASK, TEXT_FIELDS
 
 
 def import_data(data: dict, tables: dict[str, Path]) -> None:
@@ -109,6 +109,7 @@ def select_rules(train: Path, oof: Path | None, rules: list[Path], selected: lis
     from kdsl.evaluation import evaluate
     import pyarrow as pa
 
+    from kdsl.mining.crossval import effects
     from kdsl.mining.predictions import FOLD, join_predictions, read_predictions
     from kdsl.mining.writer import keep_rules
 
@@ -129,9 +130,11 @@ def select_rules(train: Path, oof: Path | None, rules: list[Path], selected: lis
     for task, path in zip(tasks, selected):
         engine = kdsl.engine.loads(sources[task], f"<{task} rules>")
         net = {r.name: 0 for r in engine.rules if dict(r.meta).get("source") == "mined"}
-        for name, change in _rule_changes(engine.score(predicted), task).items():
+        scored = engine.score(predicted)
+        columns = [scored.column(c).to_pylist() for c in (TASK, LABEL, MODEL_LABEL, task, f"{task}_rule")]
+        for name, effect in effects(task, *columns).items():
             if name in net:
-                net[name] += change
+                net[name] += effect.net
         kept = sorted(r.name for r in engine.rules if net.get(r.name, 1) > 0)
         source = keep_rules(sources[task], kept)
         write_text_atomically(path, source)
@@ -152,17 +155,6 @@ def select_rules(train: Path, oof: Path | None, rules: list[Path], selected: lis
         log(f"select-rules: {task}: {len(kept)} of {len(engine.rules)} rules kept "
             f"(net rows fixed > 0 on out-of-fold predictions; {SCORE_OF_TASK[task]} {gain:+.4f} with them)")
     write_text_atomically(target, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-
-
-def _rule_changes(scored, task: str) -> dict[str, int]:
-    """Per rule that decided a row of ``task``: rows it fixed minus rows it broke."""
-    changes: dict[str, int] = {}
-    columns = [scored.column(c).to_pylist() for c in ("task", "label", "model_label", task, f"{task}_rule")]
-    for row_task, gold, model, final, rule in zip(*columns):
-        if rule is None or row_task != task or gold is None:
-            continue
-        changes[rule] = changes.get(rule, 0) + (final == gold) - (model == gold)
-    return changes
 
 
 def kept_rules(selection: Path, rules: list[Path]) -> list[Path]:
